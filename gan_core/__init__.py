@@ -1,0 +1,47 @@
+"""gan_core: a PyTorch GAN engine that trains one run, or a pack of runs, and judges each.
+
+It knows nothing of Ray, MLflow or Optuna: train a GAN in a notebook with
+
+    from gan_core import RunConfig, Trainer
+    trainer = Trainer(RunConfig.from_dict({"data": {"name": "ring"}}))
+    for records in trainer.epochs():
+        print(records[0]["loss/d"])
+    print(trainer.verdicts()[0])
+"""
+
+from .config import (
+    ConfigError,
+    DataConfig,
+    DiscriminatorConfig,
+    EvalConfig,
+    GeneratorConfig,
+    MonitorConfig,
+    RunConfig,
+    TrainingConfig,
+    flatten_config,
+)
+from .data import Dataset, load_dataset
+from .losses import LOSSES, get_loss
+from .monitor import Verdict, verdict
+from .trainer import CheckpointError, Member, Trainer
+
+__all__ = [
+    "ConfigError",
+    "CheckpointError",
+    "DataConfig",
+    "Dataset",
+    "DiscriminatorConfig",
+    "EvalConfig",
+    "GeneratorConfig",
+    "LOSSES",
+    "Member",
+    "MonitorConfig",
+    "RunConfig",
+    "Trainer",
+    "TrainingConfig",
+    "Verdict",
+    "flatten_config",
+    "get_loss",
+    "load_dataset",
+    "verdict",
+]

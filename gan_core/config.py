@@ -1,0 +1,352 @@
+"""Frozen, validated run configuration.
+
+A run is described by one `RunConfig`, built from a plain dict (or YAML) that
+overlays the defaults below. Unknown keys, wrong types and values outside their
+allowed set raise one `ConfigError` that names the field, before anything is
+built or trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, Union, get_args, get_origin
+
+__all__ = [
+    "ConfigError",
+    "GeneratorConfig",
+    "DiscriminatorConfig",
+    "TrainingConfig",
+    "DataConfig",
+    "EvalConfig",
+    "MonitorConfig",
+    "RunConfig",
+    "LOSS_TYPES",
+    "DCGAN_SIZES",
+    "flatten_config",
+]
+
+
+class ConfigError(ValueError):
+    """A user-supplied configuration value is invalid. The message names the field."""
+
+
+LOSS_TYPES = ("vanilla", "non_saturating", "wasserstein", "hinge", "least_squares")
+_LOSS_ALIASES = {"lsgan": "least_squares", "minimax": "vanilla", "wgan": "wasserstein"}
+DCGAN_SIZES = (8, 16, 32, 64)
+
+Activation = Literal["relu", "leaky_relu"]
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    arch: Literal["mlp", "dcgan"] = "mlp"  # network family
+    latent_dim: int = 2  # size of z; PacGAN's mixture experiments use 2
+    hidden_dims: tuple[int, ...] = (128, 128)  # MLP widths, input to output
+    activation: Activation = "relu"
+    batch_norm: bool = False  # MLP only; DCGAN always uses it except on the output
+    dropout: float = 0.0  # MLP hidden layers, in [0, 1)
+    base_channels: int = 64  # DCGAN: channels of the last hidden feature map
+    spectral_norm: bool = False
+    label_embed_dim: int = 16  # conditional runs: size of the label embedding
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    arch: Literal["mlp", "dcgan"] = "mlp"
+    hidden_dims: tuple[int, ...] = (128, 128)
+    activation: Activation = "leaky_relu"  # slope 0.2
+    norm: Literal["none", "batch", "layer", "instance"] = "none"  # never on D's input layer
+    dropout: float = 0.0
+    base_channels: int = 64  # DCGAN: channels of the first feature map
+    spectral_norm: bool = False
+    minibatch_std: bool = False  # append the batch's feature std before the last layer
+    label_embed_dim: int = 16
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    loss_type: str = "non_saturating"  # one of LOSS_TYPES (aliases: lsgan, minimax, wgan)
+    epochs: int = 10
+    batch_size: int = 256
+    n_critic: int = 1  # discriminator steps per generator step
+    g_lr: float = 1e-3
+    d_lr: float = 1e-3
+    g_betas: tuple[float, float] = (0.5, 0.999)
+    d_betas: tuple[float, float] = (0.5, 0.999)
+    optimizer: Literal["adam", "rmsprop"] = "adam"  # rmsprop for weight-clipped WGAN
+    gp_weight: float = 0.0  # gradient penalty on interpolates (WGAN-GP uses 10)
+    gp_target: float = 1.0  # target gradient norm of the penalty
+    r1_weight: float = 0.0  # gamma of R1 = gamma/2 E||grad D(real)||^2
+    label_smoothing: float = 0.0  # one-sided: real target 1 - s (vanilla, non_saturating)
+    clip_threshold: float | None = None  # WGAN weight clipping bound c
+    instance_noise: float = 0.0  # initial std of noise added to D inputs
+    instance_noise_epochs: int = 0  # epochs over which that std decays linearly to 0
+    feature_matching_weight: float = 0.0  # adds ||E f(real) - E f(fake)||^2 to G's loss
+    lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0)  # (a fake, b real, c G)
+    steps_per_epoch: int | None = None  # default: one pass over the data set
+
+    @property
+    def loss(self) -> str:
+        return _LOSS_ALIASES.get(self.loss_type, self.loss_type)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "ring"  # ring, grid, digits, mnist, fashion_mnist, cifar10, npy, parquet, images
+    path: str | None = None  # file or folder for user data; data root for mnist/cifar10
+    n_points: int = 100_000  # ring/grid: size of the fixed training set
+    fresh: bool = False  # ring/grid: sample a fresh batch every step instead
+    modes: int | None = None  # ring: number of Gaussians (8); grid: per side (5)
+    std: float | None = None  # ring 0.01, grid 0.05 (PacGAN)
+    radius: float = 1.0  # ring radius
+    image_size: int | None = None  # resize images to this side (e.g. 32 for MNIST + DCGAN)
+    download: bool = False  # fetch mnist/fashion_mnist/cifar10 when missing
+    column: str | None = None  # parquet: column holding the samples
+    label_column: str | None = None  # parquet: optional label column
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    every: int = 1  # quality metrics every N epochs (0: only at the end)
+    n_samples: int = 2000  # generated samples per evaluation
+    feature_extractor: str = "classifier"  # FID/KID/IS embedding: classifier or inception
+    samples_grid: int = 64  # samples drawn in saved grids
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Thresholds of the health monitor; sources in gan_core/monitor.py."""
+
+    window: int = 5  # epochs the monitor looks back over
+    d_strong_real: float = 0.95  # D too strong: D(real) above this ...
+    d_strong_fake: float = 0.05  # ... and D(fake) below this
+    d_weak_real: float = 0.6  # D too weak: D(real) below this ...
+    d_weak_fake: float = 0.4  # ... and D(fake) above this
+    vanishing_grad: float = 1e-6  # G gradient norm below this vanishes
+    collapse_d_loss: tuple[float, float] = (0.72, 0.75)  # D loss stuck in this band
+    collapse_g_accuracy: float = 0.99  # G fools D this often
+    collapse_pixvar: float = 0.1  # image PixVar below this
+    collapse_modes_fraction: float = 0.5  # mixtures: fewer than this share of modes captured
+    collapse_d_fake_std: float = 0.01  # D(fake) nearly constant over the window
+    clip_persistent_pct: float = 50.0
+    dg_ratio_min: float = 0.01
+    weight_explode: float = 1e3  # |weight| mean above this is divergence
+    poor_quality_hq_fraction: float = 0.5  # mixtures: fewer high-quality samples than this
+    poor_quality_fid: float | None = None  # images: FID above this (001: > 400 poor, Inception scale only)
+    poor_quality_is: float | None = 2.0  # images: IS below this (001: < 2.0 limited)
+    collapse_d_accuracy_tol: float = 0.05  # "D accuracy stuck at 50%": within this of 0.5
+    collapse_min_distance: float = 0.01  # images: min pairwise sample distance (004)
+    converged_tol: float = 0.1  # D(real), D(fake) within this of 0.5 is converged (004)
+    early_real: float = 0.9  # early training: D(real) above this ...
+    early_fake: float = 0.1  # ... and D(fake) below this (004)
+    w_flat: float = 0.1  # Wasserstein phase: window mean moved < this share of its peak
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    train: TrainingConfig = field(default_factory=TrainingConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    seed: int = 0  # default for both streams below
+    init_seed: int | None = None  # weights and latents; None: seed
+    data_seed: int | None = None  # data order and fresh samples; None: seed
+    conditional: bool = False  # cGAN: G and D both see the class label
+    device: str = "auto"  # auto (cuda when present), cpu, cuda, cuda:N
+
+    @property
+    def seeds(self) -> tuple[int, int]:
+        """(init_seed, data_seed) with the defaults resolved."""
+        init = self.seed if self.init_seed is None else self.init_seed
+        data = self.seed if self.data_seed is None else self.data_seed
+        return init, data
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None = None) -> RunConfig:
+        """Overlay `values` (nested dicts, as from YAML) onto the defaults and validate."""
+        cfg = _build(cls, values or {}, "")
+        cfg.validate()
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **dotted: Any) -> RunConfig:
+        """A copy with dotted-path overrides, e.g. replace(**{"train.g_lr": 1e-4})."""
+        values = self.to_dict()
+        for path, value in dotted.items():
+            _set_dotted(values, path, value)
+        return RunConfig.from_dict(values)
+
+    def validate(self) -> None:
+        """Cross-field rules; raises ConfigError naming the offending value."""
+        t, g, d = self.train, self.generator, self.discriminator
+        if t.loss not in LOSS_TYPES:
+            raise ConfigError(
+                f"train.loss_type: unknown loss {t.loss_type!r}; "
+                f"allowed: {', '.join(LOSS_TYPES)} (aliases: {', '.join(_LOSS_ALIASES)})"
+            )
+        _positive("train.epochs", t.epochs)
+        _positive("train.batch_size", t.batch_size)
+        _positive("train.n_critic", t.n_critic)
+        _positive("train.g_lr", t.g_lr)
+        _positive("train.d_lr", t.d_lr)
+        if t.steps_per_epoch is not None:
+            _positive("train.steps_per_epoch", t.steps_per_epoch)
+        for name, betas in (("train.g_betas", t.g_betas), ("train.d_betas", t.d_betas)):
+            if not all(0.0 <= b < 1.0 for b in betas):
+                raise ConfigError(f"{name}: each beta must be in [0, 1), got {betas}")
+        for name in ("gp_weight", "r1_weight", "instance_noise", "feature_matching_weight"):
+            if getattr(t, name) < 0:
+                raise ConfigError(f"train.{name}: must be >= 0, got {getattr(t, name)}")
+        if t.gp_target <= 0:
+            raise ConfigError(f"train.gp_target: must be > 0, got {t.gp_target}")
+        if t.instance_noise_epochs < 0:
+            raise ConfigError("train.instance_noise_epochs: must be >= 0")
+        if not 0.0 <= t.label_smoothing < 0.5:
+            raise ConfigError(
+                f"train.label_smoothing: must be in [0, 0.5), got {t.label_smoothing}"
+            )
+        if t.label_smoothing and t.loss not in ("vanilla", "non_saturating"):
+            raise ConfigError(
+                f"train.label_smoothing: only applies to vanilla and non_saturating losses, "
+                f"not {t.loss!r}"
+            )
+        if t.clip_threshold is not None and t.clip_threshold <= 0:
+            raise ConfigError(f"train.clip_threshold: must be > 0 or null, got {t.clip_threshold}")
+        if t.gp_weight > 0 and d.norm == "batch":
+            raise ConfigError(
+                "discriminator.norm: 'batch' couples samples, which breaks the per-sample "
+                "gradient penalty (train.gp_weight > 0); use layer, instance or none"
+            )
+        for name, cfg in (("generator", g), ("discriminator", d)):
+            _positive(f"{name}.base_channels", cfg.base_channels)
+            _positive(f"{name}.label_embed_dim", cfg.label_embed_dim)
+            if not 0.0 <= cfg.dropout < 1.0:
+                raise ConfigError(f"{name}.dropout: must be in [0, 1), got {cfg.dropout}")
+            if cfg.arch == "mlp" and not cfg.hidden_dims:
+                raise ConfigError(f"{name}.hidden_dims: an MLP needs at least one hidden layer")
+            if any(h <= 0 for h in cfg.hidden_dims):
+                raise ConfigError(f"{name}.hidden_dims: widths must be > 0, got {cfg.hidden_dims}")
+        _positive("generator.latent_dim", g.latent_dim)
+        _positive("data.n_points", self.data.n_points)
+        if self.data.image_size is not None:
+            _positive("data.image_size", self.data.image_size)
+        if self.eval.every < 0:
+            raise ConfigError(f"eval.every: must be >= 0, got {self.eval.every}")
+        _positive("eval.n_samples", self.eval.n_samples)
+        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ConfigError(f"device: must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.monitor.window < 1:
+            raise ConfigError("monitor.window: must be >= 1")
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0 or (isinstance(value, float) and math.isinf(value)):
+        raise ConfigError(f"{name}: must be > 0, got {value}")
+
+
+def _build(cls: type, values: Any, prefix: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"{prefix + unknown[0]}: unknown key; allowed keys: {', '.join(sorted(known))}"
+        )
+    kwargs = {}
+    for name, value in values.items():
+        path = prefix + name
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, path + ".")
+        else:
+            kwargs[name] = _coerce(value, hint, path)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, path: str) -> Any:
+    """Check `value` against a type hint, converting only lossless cases (int -> float, list -> tuple)."""
+    origin = get_origin(hint)
+    if origin is Literal:
+        allowed = get_args(hint)
+        if value not in allowed:
+            raise ConfigError(f"{path}: got {value!r}; allowed: {', '.join(map(str, allowed))}")
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(hint)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"{path}: must not be null")
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, path)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0])
+    if origin is tuple:
+        args = get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{path}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        value = float(value)
+        if math.isnan(value):
+            raise ConfigError(f"{path}: must not be NaN")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {hint!r} at {path}")  # a bug, not user input
+
+
+def _set_dotted(values: dict[str, Any], path: str, value: Any) -> None:
+    node = values
+    parts = path.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            raise ConfigError(f"{path}: {part!r} is not a config section")
+        node = child
+    if parts[-1] not in node:
+        raise ConfigError(f"{path}: unknown key {parts[-1]!r}; allowed: {', '.join(sorted(node))}")
+    node[parts[-1]] = value
+
+
+def flatten_config(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> {dotted.path: leaf}, tuples kept as values."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_config(value, path + "."))
+        else:
+            flat[path] = value
+    return flat
