@@ -86,8 +86,9 @@ class MemberOptimizer:
         for dst, src in zip(self.exp_avg_sq, state["exp_avg_sq"]):
             dst.copy_(src)
 
-    def select(self, keep: Tensor) -> None:
-        """Keep only the members at indices `keep` (after the parameters were sliced the same way)."""
+    def select(self, keep: Tensor, params: Sequence[Tensor]) -> None:
+        """Keep the members at positions `keep`; `params` are the parameters already sliced so."""
+        self.params = list(params)
         self.lr = self.lr[keep]
         self.exp_avg = [s[keep] for s in self.exp_avg]
         self.exp_avg_sq = [s[keep] for s in self.exp_avg_sq]

@@ -129,11 +129,13 @@ class Trainer:
         self.epoch = 0
         self.history: list[list[dict[str, float]]] = [[] for _ in self.members]
         self.active = [True] * len(self.members)
+        self._slots = list(range(len(self.members)))  # member index of each position on the member axis
 
     # ------------------------------------------------------------------ public API
     def epochs(self) -> Iterator[dict[int, dict[str, float]]]:
         """Train to cfg.train.epochs, yielding {member index: record} after each epoch."""
         while self.epoch < self.cfg.train.epochs and any(self.active):
+            self._compact()
             start = time.perf_counter()
             stats = self._train_epoch()
             self.epoch += 1
@@ -150,7 +152,11 @@ class Trainer:
         return [verdict(h, self.cfg.monitor, self.cfg.train.loss, n_modes=modes) for h in self.history]
 
     def stop_member(self, index: int) -> None:
-        """Stop training member `index` (its history and verdict stay as they are)."""
+        """Stop training member `index` (its history and verdict stay as they are).
+
+        Its weights leave the pack when the next epoch starts, so the others run faster:
+        save its artifacts before asking for that epoch.
+        """
         self.active[index] = False
 
     @torch.no_grad()
@@ -190,6 +196,7 @@ class Trainer:
             "data_gens": [g.get_state() for g in self._data_gens],
             "history": self.history,
             "active": self.active,
+            "slots": self._slots,
         }
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
@@ -222,6 +229,8 @@ class Trainer:
             raise CheckpointError(
                 f"{path}: checkpoint was written for another configuration or members"
             )
+        self.active = list(state["active"])
+        self._compact(list(state["slots"]))
         self.G.load_state_dict(state["generator"])
         self.D.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
@@ -232,7 +241,6 @@ class Trainer:
             gen.set_state(s.cpu())
         self.epoch = int(state["epoch"])
         self.history = [list(h) for h in state["history"]]
-        self.active = list(state["active"])
 
     def save_artifacts(self, directory: str | os.PathLike, member: int = 0) -> dict[str, Path]:
         """Sample grid (or scatter), training-dynamics figure and gradient norms as PNG files."""
@@ -360,11 +368,11 @@ class Trainer:
             torch.stack([stats[k].detach().float() for k in keys]).cpu().tolist()
         )  # one sync per epoch
         records = {}
-        for i, active in enumerate(self.active):
-            if not active:
+        for pos, i in enumerate(self._slots):
+            if not self.active[i]:
                 continue
             record = {"epoch": float(self.epoch), "step": float(self.epoch * self.steps_per_epoch)}
-            record.update({k: row[i] for k, row in zip(keys, table)})
+            record.update({k: row[pos] for k, row in zip(keys, table)})
             record["time/epoch_s"] = seconds
             records[i] = record
         if self._is_eval_epoch():
@@ -389,7 +397,9 @@ class Trainer:
         return self._evaluator(self.generate(n, member, labels))
 
     def _generate_from(self, z: Tensor, member: int, labels: Tensor | None) -> Tensor:
-        m = len(self.members)
+        if member not in self._slots:
+            raise ValueError(f"member {member} left the pack after it stopped; generate before the next epoch")
+        m = len(self._slots)
         zs = z.unsqueeze(0).expand(m, -1, -1).contiguous()
         ys = (
             None
@@ -399,9 +409,35 @@ class Trainer:
         was_training = self.G.training
         self.G.eval()
         try:
-            return self.G(zs, ys)[member]
+            return self.G(zs, ys)[self._slots.index(member)]
         finally:
             self.G.train(was_training)
+
+    def _compact(self, keep: list[int] | None = None) -> None:
+        """Drop stopped members from every member-axis tensor, so the pack computes only live runs."""
+        keep = [i for i in self._slots if self.active[i]] if keep is None else keep
+        if keep == self._slots or not keep:
+            return
+        positions = torch.tensor([self._slots.index(i) for i in keep], device=self.device)
+        for module in (*self.G.modules(), *self.D.modules()):
+            for name, param in module._parameters.items():
+                if param is not None:
+                    module._parameters[name] = torch.nn.Parameter(param.detach()[positions].clone())
+            for name, buffer in module._buffers.items():
+                if buffer is not None:
+                    module._buffers[name] = buffer[positions].clone()
+            if hasattr(module, "members"):
+                module.members = len(keep)
+        pos_list = positions.tolist()
+        self._latent_gens = [self._latent_gens[p] for p in pos_list]
+        self._data_gens = [self._data_gens[p] for p in pos_list]
+        for module in (*self.G.modules(), *self.D.modules()):
+            if isinstance(module, MemberDropout):
+                module.gens = self._latent_gens
+        self.opt_g.select(positions, list(self.G.parameters()))
+        self.opt_d.select(positions, list(self.D.parameters()))
+        self._layers = {"g": _layer_params(self.G), "d": _layer_params(self.D)}
+        self._slots = list(keep)
 
     def _eval_labels(self, n: int) -> Tensor:
         return torch.arange(n, device=self.device) % self.dataset.num_classes

@@ -138,9 +138,35 @@ def test_divergence_ends_the_run_cleanly_and_spares_pack_neighbours():
     assert trainer.active == [True, False]
     assert len(trainer.history[1]) == 1 and trainer.history[1][0]["loss/d"] != trainer.history[1][0]["loss/d"]
     assert trainer.verdicts()[1].status == "diverged" and trainer.verdicts()[1].onset_epoch == 1
-    # Same pack shape, healthy partner: member 0 is bit-identical, so the NaN never leaked across.
+    # Same pack shape, healthy partner: in the epoch of the NaN, member 0 is bit-identical,
+    # so nothing leaked across members.
     healthy, _ = run_records(cfg, [Member(0, 0), Member(1, 1)])
-    assert [r[0] for r in strip_time(healthy)] == [r[0] for r in strip_time(records)]
+    assert strip_time(healthy)[0][0] == strip_time(records)[0][0]
+    # Afterwards the diverged member left the pack (M 2 -> 1); member 0 goes on as a run alone.
+    solo, _ = run_records(cfg, members[:1])
+    for key, value in solo[-1][0].items():
+        if not key.startswith("time/"):
+            assert records[-1][0][key] == pytest.approx(value, rel=1e-3, abs=1e-5), key
+
+
+def test_stopped_member_leaves_the_pack_and_resume_keeps_the_shape(tmp_path):
+    cfg = ring_cfg(epochs=4, steps_per_epoch=20)
+    members = [Member(0, 0), Member(1, 1), Member(2, 2)]
+    trainer = Trainer(cfg, members)
+    epochs = trainer.epochs()
+    next(epochs)
+    trainer.stop_member(1)
+    assert trainer.generate(3, member=1).shape == (3, 2)  # still there until the next epoch
+    second = next(epochs)
+    assert set(second) == {0, 2} and trainer.G.members == 2
+    with pytest.raises(ValueError, match="member 1 left the pack"):
+        trainer.generate(3, member=1)
+    trainer.save_checkpoint(tmp_path / "pack.pt")
+    rest = list(epochs)
+    resumed = Trainer(cfg, members)
+    resumed.load_checkpoint(tmp_path / "pack.pt")
+    assert strip_time(list(resumed.epochs())) == strip_time(rest)
+    assert [len(h) for h in resumed.history] == [4, 1, 4]
 
 
 def test_pack_members_match_solo_runs():
