@@ -112,7 +112,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     every: int = 1  # quality metrics every N epochs (0: only at the end)
-    n_samples: int = 2000  # generated samples per evaluation
+    n_samples: int = 2500  # generated samples per evaluation (VEEGAN and PacGAN use 2,500)
     feature_extractor: str = "classifier"  # FID/KID/IS embedding: classifier or inception
     samples_grid: int = 64  # samples drawn in saved grids
 
