@@ -64,6 +64,7 @@ class DiscriminatorConfig:
     base_channels: int = 64  # DCGAN: channels of the first feature map
     spectral_norm: bool = False
     minibatch_std: bool = False  # append the batch's feature std before the last layer
+    pac: int = 1  # PacGAN (Lin et al. 2018): D judges this many samples jointly; MLP only
     label_embed_dim: int = 16
 
 
@@ -234,6 +235,13 @@ class RunConfig:
                 raise ConfigError(f"{name}.hidden_dims: an MLP needs at least one hidden layer")
             if any(h <= 0 for h in cfg.hidden_dims):
                 raise ConfigError(f"{name}.hidden_dims: widths must be > 0, got {cfg.hidden_dims}")
+        _positive("discriminator.pac", d.pac)
+        if d.pac > 1:
+            if d.arch != "mlp" or self.conditional:
+                raise ConfigError("discriminator.pac: packing is for unconditional MLP discriminators")
+            if t.batch_size % d.pac:
+                raise ConfigError(f"discriminator.pac: train.batch_size {t.batch_size} is not a "
+                                  f"multiple of pac {d.pac}")
         _positive("generator.latent_dim", g.latent_dim)
         _positive("data.n_points", self.data.n_points)
         if self.data.image_size is not None:

@@ -116,7 +116,7 @@ class Discriminator(nn.Module):
         gens: Generators,
     ):
         super().__init__()
-        self.members, self.arch = len(gens), cfg.arch
+        self.members, self.arch, self.pac = len(gens), cfg.arch, cfg.pac
         if cfg.arch == "dcgan":
             side = sample_shape[1]
             self.embed = MemberEmbedding(num_classes, side * side, gens) if num_classes else None
@@ -126,7 +126,7 @@ class Discriminator(nn.Module):
             self.embed = (
                 MemberEmbedding(num_classes, cfg.label_embed_dim, gens) if num_classes else None
             )
-            in_dim = math.prod(sample_shape) + (cfg.label_embed_dim if num_classes else 0)
+            in_dim = math.prod(sample_shape) * cfg.pac + (cfg.label_embed_dim if num_classes else 0)
             self.body = _mlp(
                 in_dim,
                 cfg.hidden_dims,
@@ -152,7 +152,8 @@ class Discriminator(nn.Module):
                 x = torch.cat([x, self.embed(labels).view(m, b, 1, side, side)], dim=2)
             features = self.body(to_packed(x))  # (M, B, F)
         else:
-            flat = x.reshape(m, b, -1)
+            # PacGAN: `pac` consecutive samples form one input, so D outputs B / pac logits.
+            flat = x.reshape(m, b // self.pac, -1)
             if self.embed is not None:
                 flat = torch.cat([flat, self.embed(labels)], dim=2)
             features = self.body(flat)

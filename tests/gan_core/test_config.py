@@ -31,6 +31,8 @@ def test_yaml_like_overlay_and_aliases():
     ({"train": {"gp_weight": 10.0}, "discriminator": {"norm": "batch"}}, "discriminator.norm", "per-sample"),
     ({"train": {"g_betas": [0.5]}}, "train.g_betas", "expected 2 values"),
     ({"device": "tpu"}, "device", "auto, cpu, cuda"),
+    ({"discriminator": {"pac": 3}}, "discriminator.pac", "not a multiple of pac 3"),
+    ({"discriminator": {"pac": 2, "arch": "dcgan"}}, "discriminator.pac", "unconditional MLP"),
     ({"train": "fast"}, "train", "expected a mapping"),
 ])
 def test_bad_values_name_the_field(values, field, hint):

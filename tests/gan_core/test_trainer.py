@@ -24,10 +24,13 @@ def mean_distance_to_modes(trainer):
 
 @pytest.mark.parametrize("loss, extra", [
     ("vanilla", {}), ("non_saturating", {}), ("wasserstein", {"gp_weight": 1.0}),
-    ("hinge", {}), ("least_squares", {}),
+    ("hinge", {}), ("least_squares", {}), ("non_saturating", {"pac": 4}),
 ])
 def test_every_loss_moves_samples_towards_the_modes(loss, extra):
-    trainer = Trainer(ring_cfg(loss_type=loss, **extra))
+    extra = dict(extra)
+    pac = extra.pop("pac", 1)
+    cfg = ring_cfg(loss_type=loss, **extra)
+    trainer = Trainer(cfg.replace(**{"discriminator.pac": pac}))
     before = mean_distance_to_modes(trainer)
     for _ in trainer.epochs():
         pass
