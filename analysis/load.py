@@ -1,0 +1,177 @@
+"""Readers: a results table from Parquet/CSV, a sweep directory or an MLflow parent run."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.errors import AnalysisInputError
+from analysis.normalize import DEFAULT_SUCCESS, normalize_results
+
+__all__ = ["load_results", "load_epochs", "resolve_source"]
+
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+_TABLE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv"}
+
+
+def resolve_source(source: str | Path, tracking_uri: str | None = None) -> tuple[str, str]:
+    """Say what kind of source a string names.
+
+    Args:
+        source: ``mlflow:<parent_run_id>``, a bare 32-hex run id together with ``tracking_uri``,
+            a sweep directory, or a ``.parquet``/``.csv``/``.tsv`` file.
+        tracking_uri: MLflow tracking URI, when the source is an MLflow run.
+
+    Returns:
+        ``(kind, value)`` with kind one of ``mlflow``, ``sweep_dir``, ``parquet``, ``csv``,
+        ``tsv``.
+
+    Raises:
+        AnalysisInputError: The source does not exist or has an unknown file type.
+    """
+    text = str(source)
+    if text.startswith("mlflow:"):
+        run_id = text[len("mlflow:") :].strip("/ ")
+        if not run_id:
+            raise AnalysisInputError("mlflow: source needs a run id, e.g. mlflow:<parent_run_id>")
+        return "mlflow", run_id
+    path = Path(text)
+    if path.is_dir():
+        return "sweep_dir", str(path)
+    if path.is_file():
+        kind = _TABLE_SUFFIXES.get(path.suffix.lower())
+        if kind is None:
+            raise AnalysisInputError(
+                f"{path}: unknown file type {path.suffix!r}; give a .parquet, .csv or .tsv table, "
+                "a sweep directory or mlflow:<parent_run_id>"
+            )
+        return kind, str(path)
+    if tracking_uri and _RUN_ID.match(text):
+        return "mlflow", text
+    raise AnalysisInputError(
+        f"{text}: no such file or directory (for an MLflow sweep give mlflow:<parent_run_id>)"
+    )
+
+
+def load_results(
+    source: str | Path | pd.DataFrame,
+    columns: Mapping[str, str] | None = None,
+    *,
+    tracking_uri: str | None = None,
+    group_by: Sequence[str] | None = None,
+    success: Sequence[str] = DEFAULT_SUCCESS,
+) -> pd.DataFrame:
+    """Read a results table and normalise it for `analysis.triage`.
+
+    Args:
+        source: A DataFrame; a ``.parquet``/``.csv``/``.tsv`` file with one row per trial; a
+            sweep directory (``trials.parquet`` and ``sweep.json``, see docs/CONTRACTS.md); or an
+            MLflow parent run as ``mlflow:<run_id>`` (or a bare run id with ``tracking_uri``).
+        columns: Maps canonical column names to the table's own, e.g.
+            ``{"seed": "random_state", "failed": "diverged"}``.
+        tracking_uri: MLflow tracking URI (default: MLflow's own default / MLFLOW_TRACKING_URI).
+        group_by: Other varied parameters to compare within; default: the sweep's varied
+            parameters, or the dotted config columns that vary.
+        success: Verdicts that count as success.
+
+    Returns:
+        The normalised table (see `analysis.normalize_results`); ``attrs`` carries ``source``,
+        ``sweep_name`` and, for a sweep directory, ``sweep_dir``.
+
+    Raises:
+        AnalysisInputError: The source cannot be read or the table is not usable.
+    """
+    if isinstance(source, pd.DataFrame):
+        raw = source
+    else:
+        kind, value = resolve_source(source, tracking_uri)
+        raw = _read(kind, value, tracking_uri)
+    return normalize_results(raw, columns=columns, group_by=group_by, success=success)
+
+
+def _read(kind: str, value: str, tracking_uri: str | None) -> pd.DataFrame:
+    if kind == "mlflow":
+        from analysis._mlflow import read_mlflow_sweep
+
+        return read_mlflow_sweep(value, tracking_uri)
+    if kind == "sweep_dir":
+        return _read_sweep_dir(Path(value))
+    return _read_table(Path(value), kind)
+
+
+def _read_table(path: Path, kind: str) -> pd.DataFrame:
+    try:
+        if kind == "parquet":
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path, sep="\t" if kind == "tsv" else ",")
+    except (OSError, ValueError) as exc:  # pyarrow and the CSV parser raise subclasses of these
+        raise AnalysisInputError(f"{path}: cannot read the table ({exc})") from exc
+    df.attrs.update(source=str(path), sweep_name=path.stem)
+    return df
+
+
+def _read_sweep_dir(path: Path) -> pd.DataFrame:
+    trials = path / "trials.parquet"
+    if not trials.is_file():
+        tables = sorted(p.name for p in path.glob("*.parquet")) + sorted(
+            p.name for p in path.glob("*.csv")
+        )
+        hint = f" (found {', '.join(tables[:5])}; pass the file itself)" if tables else ""
+        raise AnalysisInputError(f"{path}: not a sweep directory, it has no trials.parquet{hint}")
+    meta = _sweep_meta(path)
+    df = _read_table(trials, "parquet")
+    df.attrs.update(
+        source=str(path),
+        sweep_dir=str(path),
+        sweep_name=meta.get("name") or path.name,
+        tracking_uri=meta.get("tracking_uri"),
+        parent_run_id=meta.get("parent_run_id"),
+    )
+    if isinstance(meta.get("varied"), list):
+        df.attrs["group_columns"] = [str(v) for v in meta["varied"]]
+    return df
+
+
+def _sweep_meta(path: Path) -> dict:
+    meta_path = path / "sweep.json"
+    if not meta_path.is_file():
+        return {}
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise AnalysisInputError(f"{meta_path}: not valid JSON ({exc})") from exc
+    return meta if isinstance(meta, dict) else {}
+
+
+def load_epochs(
+    sweep_dir: str | Path | None, trial_ids: Sequence[str] | None = None
+) -> pd.DataFrame | None:
+    """Per-epoch metrics of a sweep directory (``epochs.parquet``), or None when it has none.
+
+    Args:
+        sweep_dir: The sweep directory.
+        trial_ids: Keep only these trials.
+
+    Returns:
+        Long table with ``trial_id``, ``epoch`` and the record keys, or None.
+    """
+    if sweep_dir is None:
+        return None
+    path = Path(sweep_dir) / "epochs.parquet"
+    if not path.is_file():
+        return None
+    try:
+        epochs = pd.read_parquet(path)
+    except (OSError, ValueError):
+        return None
+    if "trial_id" not in epochs.columns or "epoch" not in epochs.columns:
+        return None
+    epochs["trial_id"] = epochs["trial_id"].astype(str)
+    if trial_ids is not None:
+        epochs = epochs[epochs["trial_id"].isin(set(trial_ids))]
+    return epochs
