@@ -1,0 +1,101 @@
+"""Orchestration overhead of a sweep: wall time against the ideal.
+
+Runs the demo sweep (or --sweep FILE) exactly as `gansweep run` does (embedded Ray on all
+cores, MLflow tracking, Parquet results; no triage) and compares its wall time with the
+ideal: the sum of the trials' own training time (the trainer's `time/epoch_s`, evaluation
+epochs included) divided by the cores used. Everything else is overhead: Ray start and
+stop, worker start, trainer set-up, checkpoints, figures, MLflow and Parquet writes, and
+cores left idle at the end of the grid.
+
+    python bench/overhead.py                 # prints sweep_overhead_ratio=<x>
+    python bench/overhead.py --sweep sweeps/examples/wgan_gp.yaml
+
+Writes bench/overhead.json beside this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DEMO = ROOT / "sweeps" / "examples" / "demo.yaml"
+
+
+def run(sweep: Path, workdir: Path) -> dict:
+    """Run the sweep in `workdir` and measure it."""
+    import pandas as pd
+    import yaml
+
+    sys.path.insert(0, str(ROOT))
+    from sweeps.cli import main
+    from sweeps.spec import load_spec
+
+    spec = load_spec(sweep)
+    values = yaml.safe_load(sweep.read_text())
+    values["results_dir"] = str(workdir / "runs")
+    values["tracking"] = {"uri": f"sqlite:///{workdir / 'mlflow.db'}"}
+    local = workdir / sweep.name
+    local.write_text(yaml.safe_dump(values, sort_keys=False))
+
+    start = time.perf_counter()
+    code = main(["run", str(local), "--no-triage", "--out", str(workdir / "sweep")])
+    wall = time.perf_counter() - start
+    if code != 0:
+        raise SystemExit(f"the sweep failed with exit code {code}")
+
+    trials = pd.read_parquet(workdir / "sweep" / "trials.parquet")
+    epochs = pd.read_parquet(workdir / "sweep" / "epochs.parquet")
+    cores = os.cpu_count() or 1
+    cores_used = min(cores, int(cores // spec.resources.cpus) * spec.resources.cpus)
+    training = float(epochs["time/epoch_s"].sum())
+    trial_wall = float(
+        (pd.to_datetime(trials.finished_at) - pd.to_datetime(trials.started_at))
+        .dt.total_seconds()
+        .sum()
+    )
+    ideal = training / cores_used
+    return {
+        "sweep": str(sweep.relative_to(ROOT) if sweep.is_relative_to(ROOT) else sweep),
+        "trials": int(len(trials)),
+        "verdicts": trials.verdict.value_counts().to_dict(),
+        "cores": cores,
+        "cores_used": cores_used,
+        "wall_s": round(wall, 2),
+        "training_s": round(training, 2),
+        "trial_wall_s": round(trial_wall, 2),
+        "ideal_s": round(ideal, 2),
+        "sweep_overhead_ratio": round(wall / ideal, 3),
+        "trial_overhead_ratio": round(trial_wall / training, 3),
+        "date": datetime.now(timezone.utc).date().isoformat(),
+        "machine": f"{platform.machine()}, {cores} cores, {platform.python_version()}",
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sweep", type=Path, default=DEMO, help="sweep file (default: the demo)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="gansweep-bench-") as tmp:
+        result = run(args.sweep.resolve(), Path(tmp))
+    print(f"trials: {result['trials']} ({result['verdicts']})")
+    print(
+        f"wall: {result['wall_s']} s; trials' own training: {result['training_s']} s on "
+        f"{result['cores_used']} cores -> ideal {result['ideal_s']} s"
+    )
+    print(f"trial wall time / own training time: {result['trial_overhead_ratio']}")
+    print(f"sweep_overhead_ratio={result['sweep_overhead_ratio']}")
+    (HERE / "overhead.json").write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

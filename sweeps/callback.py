@@ -1,0 +1,111 @@
+"""The Tune callback that connects a running sweep to its `Recorder` (driver side)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from .recorder import Recorder, say
+
+__all__ = ["SweepCallback"]
+
+
+class SweepCallback(Callback):
+    """Forwards Tune's trial events to the sweep's Recorder.
+
+    Tune pickles its callbacks with the experiment (to restore them after a killed
+    driver), so this object keeps only the sweep directory; the Recorder, with its
+    MLflow client and tables, is built in `setup`, in the driver, before any trial.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = str(root)
+        self._recorder: Recorder | None = None
+        self._reconciled = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"root": self.root}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.root = state["root"]
+        self._recorder = None
+        self._reconciled = False
+
+    @property
+    def recorder(self) -> Recorder:
+        if self._recorder is None:
+            self._recorder = Recorder(Path(self.root))
+            self._recorder.connect()
+        return self._recorder
+
+    def setup(self, **info: Any) -> None:
+        self.recorder  # noqa: B018 - connect to MLflow now, before trials start
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        if not self._reconciled:
+            self._reconciled = True
+            self._reconcile(trials)
+
+    def _reconcile(self, trials: list) -> None:
+        """After a restore: record trials Tune finished whose rows a killed driver never wrote."""
+        for trial in trials:
+            if trial.status not in ("TERMINATED", "ERROR"):
+                continue
+            ids = [m["trial_id"] for m in trial.config["trial"]["members"]]
+            if any(tid not in self.recorder.tables.trials for tid in ids):
+                error = _error_text(trial) if trial.status == "ERROR" else None
+                self.recorder.trial_finished(
+                    trial.config,
+                    trial.last_result or {},
+                    trial.checkpoint,
+                    trial.trial_id,
+                    error=error,
+                )
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.recorder.trial_started(trial.config, trial.trial_id)
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        self.recorder.trial_result(trial.config, result, trial.trial_id)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.recorder.trial_finished(
+            trial.config, trial.last_result or {}, trial.checkpoint, trial.trial_id
+        )
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        ids = ", ".join(m["trial_id"] for m in trial.config["trial"]["members"])
+        say(f"{ids}: worker lost ({_first_line(trial)}); retrying from its last checkpoint")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.recorder.trial_finished(
+            trial.config,
+            trial.last_result or {},
+            trial.checkpoint,
+            trial.trial_id,
+            error=_error_text(trial),
+        )
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self.recorder.progress(sum(t.status == "RUNNING" for t in trials))
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        complete = all(t.status in ("TERMINATED", "ERROR") for t in trials)
+        self.recorder.progress(0, force=True)
+        self.recorder.finish(complete)
+
+
+def _error_text(trial: Any) -> str:
+    path = trial.error_file
+    if path and Path(path).is_file():
+        return Path(path).read_text()[-4000:]
+    return str(trial.get_error() or "the trial failed")
+
+
+def _first_line(trial: Any) -> str:
+    text = _error_text(trial).strip().splitlines()
+    return text[-1].strip()[:200] if text else "unknown error"

@@ -1,0 +1,373 @@
+"""Driver-side bookkeeping of a sweep: every trial event goes to the sinks from here.
+
+`Recorder` turns Tune's trial events into the sweep's outputs: per-epoch records go
+to each trial's MLflow sink as they arrive; when a trial ends, its final checkpoint
+(history, verdict, figures, trainer state) is copied into `SWEEP_DIR/trials/<id>/`,
+its row is written to the Parquet tables (atomically, so a killed sweep keeps what
+finished) and its MLflow child run is completed. It runs only in the driver.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .results import SweepTables, TrialOutcome, epoch_rows, trial_row
+from .spec import SweepSpec, load_spec
+from .sweepdir import SweepDir
+from .tracking import MlflowSink, Tracker
+from .trial import CKPT_MEMBERS, CKPT_STATE, CKPT_TRAINER, member_ids, pack_configs
+
+__all__ = ["Recorder", "say", "now_iso", "sync_outcomes", "default_objective"]
+
+_PROGRESS_EVERY_S = 15.0
+
+
+def say(message: str) -> None:
+    """The sweep's console voice (stdout, flushed; Ray's own logs go to stderr)."""
+    print(f"[gansweep] {message}", file=sys.stdout, flush=True)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def default_objective(spec: SweepSpec) -> tuple[str, str]:
+    """The metric shown as `best so far`: the search objective, else modes or FID."""
+    if spec.search is not None:
+        return spec.search.objective.metric, spec.search.objective.mode
+    if spec.base_config().data.name in ("ring", "grid"):
+        return "quality/modes", "max"
+    return "quality/fid", "min"
+
+
+class Recorder:
+    """Everything the driver does with trial events for one sweep directory."""
+
+    def __init__(self, root: Path):
+        self.dir = SweepDir(root)
+        self.spec = load_spec(self.dir.spec_path)
+        self.meta = self.dir.read_meta()
+        self.tables = SweepTables(self.dir)
+        self.tracker = Tracker(
+            self.meta["tracking_uri"], self.meta["experiment"], self.meta["sweep_id"], say
+        )
+        self.sinks: dict[str, MlflowSink] = {}
+        self.observed: dict[str, dict[int, dict[str, float]]] = {}
+        self.errors: dict[str, str] = {}
+        self.started: dict[str, str] = {}
+        self.durations: list[float] = []
+        self.max_running = 1
+        self._last_progress = time.monotonic()
+        self._t0 = time.monotonic()
+
+    # ------------------------------------------------------------------ lifecycle
+    def connect(self) -> None:
+        """Create the store (once, here in the driver) and the sweep's parent run."""
+        if self.tracker.connect():
+            parent = self.tracker.ensure_parent(self.meta.get("parent_run_id"), self.meta["name"])
+            if parent != self.meta.get("parent_run_id"):
+                self.meta = self.dir.update_meta(parent_run_id=parent)
+
+    def trial_started(self, config: dict[str, Any], ray_trial_id: str) -> None:
+        _, _, cfgs = pack_configs(self.spec, config)
+        for tid, cfg in zip(member_ids(config), cfgs, strict=True):
+            self.started[tid] = now_iso()
+            self.observed.setdefault(tid, {})
+            sink = self.sinks.get(tid) or self.tracker.sink(tid, ray_trial_id)
+            self.sinks[tid] = sink
+            sink.start()
+            sink.log_params(cfg.to_dict())
+
+    def trial_result(
+        self, config: dict[str, Any], result: dict[str, Any], ray_trial_id: str
+    ) -> None:
+        for tid, record in (result.get("records") or {}).items():
+            epoch = int(record.get("epoch", result.get("epoch", 0)))
+            self.observed.setdefault(tid, {})[epoch] = record
+            sink = self.sinks.get(tid)
+            if sink is None:  # a resumed driver meets a trial already running
+                self.trial_started(config, ray_trial_id)
+                sink = self.sinks[tid]
+            sink.log(record, epoch)
+        self.errors.update(result.get("errors") or {})
+
+    def trial_finished(
+        self,
+        config: dict[str, Any],
+        last_result: dict[str, Any],
+        checkpoint: Any,
+        ray_trial_id: str,
+        error: str | None = None,
+    ) -> list[TrialOutcome]:
+        """Record every member of a trial that ended (completed, stopped early or failed)."""
+        outcomes = []
+        _, _, cfgs = pack_configs(self.spec, config)
+        with _checkpoint_dir(checkpoint) as ckpt:
+            for tid, cfg in zip(member_ids(config), cfgs, strict=True):
+                if tid in self.tables.trials:
+                    # Already recorded: a restored experiment whose last snapshot predates the
+                    # end of this trial resumes it from its final checkpoint and reports again.
+                    continue
+                outcome = self._outcome(tid, cfg, last_result, ckpt, ray_trial_id, error)
+                self._store(outcome)
+                outcomes.append(outcome)
+        return outcomes
+
+    def _outcome(
+        self,
+        tid: str,
+        cfg: Any,
+        last: dict[str, Any],
+        ckpt: Path | None,
+        ray_trial_id: str,
+        error: str | None,
+    ) -> TrialOutcome:
+        target = self.dir.trial_dir(tid)
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        outcome = TrialOutcome(
+            trial_id=tid,
+            config=cfg.to_dict(),
+            ray_trial_id=ray_trial_id,
+            started_at=self.started.get(tid),
+            finished_at=now_iso(),
+            resumed_from=int(last.get("resumed_from") or 0),
+        )
+        member = ckpt / CKPT_MEMBERS / tid if ckpt is not None else None
+        if ckpt is not None and (ckpt / CKPT_TRAINER).is_file():
+            shutil.copy2(ckpt / CKPT_TRAINER, target / "checkpoint.pt")
+        message = error or self.errors.get(tid) or (last.get("errors") or {}).get(tid)
+        if member is not None and member.is_dir() and message is None:
+            for path in member.iterdir():
+                if path.name not in ("history.json", "verdict.json"):
+                    shutil.copy2(path, target / path.name)
+            outcome.records = json.loads((member / "history.json").read_text())
+            outcome.verdict = json.loads((member / "verdict.json").read_text())
+            return outcome
+        outcome.records = self._partial_history(tid, ckpt, last)
+        if message is not None:
+            outcome.status, outcome.error = "error", message.strip()
+            return outcome
+        # Stopped early by the search scheduler: judge the epochs it ran.
+        from gan_core import verdict
+
+        outcome.pruned = True
+        outcome.verdict = verdict(outcome.records, cfg.monitor, cfg.train.loss).to_dict()
+        return outcome
+
+    def _partial_history(
+        self, tid: str, ckpt: Path | None, last: dict[str, Any]
+    ) -> list[dict[str, float]]:
+        by_epoch: dict[int, dict[str, float]] = {}
+        for record in _checkpoint_history(ckpt, tid):
+            by_epoch[int(record["epoch"])] = record
+        for record in (last.get("histories") or {}).get(tid, []):
+            by_epoch[int(record["epoch"])] = record
+        by_epoch.update(self.observed.get(tid, {}))
+        return [by_epoch[e] for e in sorted(by_epoch)]
+
+    def _store(self, outcome: TrialOutcome) -> None:
+        tid = outcome.trial_id
+        sink = self.sinks.get(tid) or self.tracker.sink(tid, outcome.ray_trial_id)
+        sink.start()
+        sink.log_params(outcome.config)
+        logged = sink.finish(
+            outcome.records,
+            outcome_tags(outcome),
+            self.dir.trial_dir(tid),
+            "FINISHED" if outcome.status == "ok" else "FAILED",
+        )
+        outcome.mlflow_run_id = sink.run_id if logged else None
+        outcome.tracking_uri = self.tracker.uri
+        self.tables.upsert(
+            trial_row(outcome, self.meta.get("varied", [])), epoch_rows(tid, outcome.records)
+        )
+        self.tables.flush()
+        if outcome.started_at:
+            start = datetime.fromisoformat(outcome.started_at)
+            self.durations.append((datetime.now(timezone.utc) - start).total_seconds())
+        say(_finished_line(outcome, len(self.tables.trials), self.meta.get("n_trials")))
+
+    # ------------------------------------------------------------------ progress
+    def progress(self, running: int, force: bool = False) -> None:
+        """Every 15 s: finished/running/failed, verdicts, best so far and time left."""
+        self.max_running = max(self.max_running, running)
+        if not force and time.monotonic() - self._last_progress < _PROGRESS_EVERY_S:
+            return
+        self._last_progress = time.monotonic()
+        say(self.status_line(running))
+
+    def status_line(self, running: int, elapsed: bool = True) -> str:
+        rows = list(self.tables.trials.values())
+        total = self.meta.get("n_trials")
+        errors = sum(r["status"] == "error" for r in rows)
+        verdicts = Counter(r["verdict"] for r in rows if r["status"] == "ok")
+        parts = [
+            f"{len(rows)}{f'/{total}' if total else ''} finished ({errors} error)",
+            f"{running} running",
+            ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())) or "no verdicts yet",
+        ]
+        best = self._best(rows)
+        if best:
+            parts.append(best)
+        if total and self.durations and len(rows) < total:
+            left = max(0, total - len(rows))
+            eta = sum(self.durations) / len(self.durations) * left / max(1, self.max_running)
+            parts.append(f"~{_minutes(eta)} left")
+        if elapsed:
+            parts.append(f"elapsed {_minutes(time.monotonic() - self._t0)}")
+        return " | ".join(parts)
+
+    def _best(self, rows: list[dict[str, Any]]) -> str | None:
+        metric, mode = default_objective(self.spec)
+        scored = [(r.get(f"best/{metric}", r.get(f"final/{metric}")), r["trial_id"]) for r in rows]
+        scored = [(v, t) for v, t in scored if isinstance(v, float) and math.isfinite(v)]
+        if not scored:
+            return None
+        value, tid = max(scored) if mode == "max" else min(scored)
+        return f"best {tid} {metric}={value:.4g}"
+
+    def unlogged(self) -> list[str]:
+        return sorted(t for t, r in self.tables.trials.items() if not r.get("mlflow_run_id"))
+
+    def finish(self, complete: bool) -> None:
+        """End of this driver's part: close the parent run, tell what was not logged."""
+        if self.tables.trials:
+            self.tables.flush()
+        self.tracker.finish_parent("FINISHED" if complete else "KILLED")
+        missing = self.unlogged()
+        if missing:
+            shown = ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else "")
+            say(
+                f"{len(missing)} trial(s) not logged to MLflow ({self.tracker.uri}): {shown}. "
+                f"Log them later with: gansweep sync {self.dir.root}"
+            )
+
+
+def outcome_tags(outcome: TrialOutcome) -> dict[str, str]:
+    verdict = outcome.verdict or {}
+    onset = verdict.get("onset_epoch")
+    tags = {
+        "gansweep.verdict": verdict.get("status", "error") if outcome.status == "ok" else "error",
+        "gansweep.onset_epoch": "" if onset is None else str(onset),
+        "gansweep.status": outcome.status,
+    }
+    if outcome.ray_trial_id:
+        tags["gansweep.ray_trial_id"] = outcome.ray_trial_id
+    if outcome.pruned:
+        tags["gansweep.pruned"] = "true"
+    if outcome.error:
+        tags["gansweep.error"] = outcome.error[:5000]
+    return tags
+
+
+def _finished_line(outcome: TrialOutcome, done: int, total: int | None) -> str:
+    what = outcome.error.splitlines()[0] if outcome.error else (outcome.verdict or {}).get("status")
+    if outcome.status == "error":
+        what = f"ERROR {what}"
+    elif outcome.pruned:
+        what = f"stopped early by the scheduler, {what}"
+    count = f"{done}/{total}" if total else str(done)
+    resumed = f" (resumed at epoch {outcome.resumed_from})" if outcome.resumed_from else ""
+    return (
+        f"{outcome.trial_id} done after {len(outcome.records)} epochs{resumed}: {what}  [{count}]"
+    )
+
+
+def _minutes(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class _checkpoint_dir:
+    """Context manager: a Tune checkpoint as a local folder (None when there is none)."""
+
+    def __init__(self, checkpoint: Any):
+        self.checkpoint = checkpoint
+        self._ctx: Any = None
+
+    def __enter__(self) -> Path | None:
+        if self.checkpoint is None:
+            return None
+        self._ctx = self.checkpoint.as_directory()
+        return Path(self._ctx.__enter__())
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._ctx is not None:
+            self._ctx.__exit__(*exc)
+
+
+def _checkpoint_history(ckpt: Path | None, tid: str) -> list[dict[str, float]]:
+    """A member's history from a periodic checkpoint (gan_core's checkpoint keeps it)."""
+    if ckpt is None or not (ckpt / CKPT_TRAINER).is_file():
+        return []
+    try:
+        import torch
+
+        state = json.loads((ckpt / CKPT_STATE).read_text())
+        index = state["trial_ids"].index(tid)
+        data = torch.load(ckpt / CKPT_TRAINER, map_location="cpu", weights_only=True)
+        return list(data["history"][index])
+    except Exception:  # an unreadable checkpoint only loses epochs the driver may still have
+        return []
+
+
+def sync_outcomes(root: Path, tracker: Tracker) -> tuple[int, int]:
+    """Log every trial of trials.parquet that MLflow lacks; (newly logged, already there)."""
+    tables = SweepTables(SweepDir(root))
+    new = old = 0
+    for tid, row in sorted(tables.trials.items()):
+        sink = tracker.sink(tid, None)
+        if sink.start() is None:
+            break
+        if sink.finished:
+            old += 1
+        else:
+            outcome = _outcome_from_row(SweepDir(root), row, tables.epochs.get(tid, []))
+            sink.log_params(outcome.config)
+            if not sink.finish(
+                outcome.records,
+                outcome_tags(outcome),
+                SweepDir(root).trial_dir(tid),
+                "FINISHED" if outcome.status == "ok" else "FAILED",
+            ):
+                break
+            new += 1
+        tables.set_run_id(tid, sink.run_id, tracker.uri)
+    tables.flush()
+    return new, old
+
+
+def _outcome_from_row(
+    sweep_dir: SweepDir, row: dict[str, Any], epochs: list[dict[str, Any]]
+) -> TrialOutcome:
+    tid = row["trial_id"]
+    config_path = sweep_dir.trial_dir(tid) / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    records = [{k: v for k, v in r.items() if k != "trial_id"} for r in epochs]
+    onset = row.get("onset_epoch")
+    verdict = {
+        "status": row.get("verdict"),
+        "onset_epoch": None
+        if onset is None or (isinstance(onset, float) and math.isnan(onset))
+        else int(onset),
+        "evidence": json.loads(row.get("evidence") or "{}"),
+    }
+    return TrialOutcome(
+        trial_id=tid,
+        config=config,
+        records=records,
+        verdict=verdict,
+        status=row.get("status", "ok"),
+        error=row.get("error"),
+        started_at=row.get("started_at"),
+        finished_at=row.get("finished_at"),
+    )

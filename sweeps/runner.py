@@ -1,0 +1,499 @@
+"""Run, search, resume and sync sweeps: the driver's side of `gansweep`.
+
+Everything that can be wrong with the user's input is checked before a directory
+is created or a trial launched (`plan_run`, `plan_search`). Ray is embedded (all
+cores of this machine, no dashboard unless asked) unless an address is given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import secrets
+import shutil
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .recorder import Recorder, now_iso, say, sync_outcomes
+from .results import FIXED_COLUMNS, SweepTables, varied_paths
+from .spec import SpecError, SweepSpec, check_resources, expand_grid, load_spec, resolve_path
+from .sweepdir import SweepDir
+from .tracking import Tracker, resolve_tracking_uri
+
+__all__ = [
+    "SweepPlan",
+    "plan_run",
+    "plan_search",
+    "run_sweep",
+    "search_sweep",
+    "resume_sweep",
+    "sync_sweep",
+    "format_plan",
+    "EXIT_INTERRUPTED",
+    "cluster_nodes",
+    "configure_ray_env",
+    "ray_session",
+    "run_triage",
+]
+
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class SweepPlan:
+    """A validated sweep, ready to start: nothing has been written or launched yet."""
+
+    spec: SweepSpec
+    spec_path: Path
+    mode: str  # grid or search
+    root: Path
+    tracking_uri: str
+    n_trials: int
+    param_space: dict[str, Any] = field(default_factory=dict)
+    varied: list[str] = field(default_factory=list)
+    nodes: list[dict[str, float]] = field(default_factory=list)
+    resumes: bool = False  # search: continues the study in an existing directory
+
+
+# ---------------------------------------------------------------------- planning
+def _machine_nodes(want_gpus: bool) -> list[dict[str, float]]:
+    if _ray_initialized():
+        return cluster_nodes()
+    gpus = 0
+    if want_gpus and os.environ.get("CUDA_VISIBLE_DEVICES", None) != "":  # torch is slow to import
+        with contextlib.suppress(Exception):
+            import torch
+
+            gpus = torch.cuda.device_count()
+    return [{"CPU": float(os.cpu_count() or 1), "GPU": float(gpus)}]
+
+
+def _ray_initialized() -> bool:
+    ray = sys.modules.get("ray")  # not imported yet: certainly not initialized (and fast)
+    return ray is not None and ray.is_initialized()
+
+
+def cluster_nodes() -> list[dict[str, float]]:
+    import ray
+
+    return [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+
+
+def _free_dir(results_dir: Path, name: str) -> Path:
+    root = results_dir / name
+    k = 2
+    while root.exists() and any(root.iterdir()):
+        root = results_dir / f"{name}-{k}"
+        k += 1
+    return root
+
+
+def plan_run(
+    spec_path: str | Path,
+    out: str | None = None,
+    tracking_uri: str | None = None,
+    nodes: list[dict[str, float]] | None = None,
+) -> SweepPlan:
+    """Validate a grid sweep completely. Raises SpecError; writes nothing."""
+    spec = load_spec(spec_path)
+    plans = expand_grid(spec)
+    nodes = nodes if nodes is not None else _machine_nodes(spec.resources.gpus > 0)
+    check_resources(spec, nodes)
+    root = Path(out) if out else _free_dir(Path(spec.results_dir), spec.name)
+    if out and SweepDir(root).exists():
+        raise SpecError(
+            f"--out: {root} already holds a sweep; `gansweep resume {root}` continues it"
+        )
+    # tune.grid_search(values) is this dict; spelled out to keep --dry-run free of Ray imports.
+    space = {
+        "trial": {
+            "grid_search": [
+                {"members": [{"trial_id": p.trial_id, "point": p.point}]} for p in plans
+            ]
+        }
+    }
+    return SweepPlan(
+        spec,
+        Path(spec_path),
+        "grid",
+        root.resolve(),
+        resolve_tracking_uri(tracking_uri, spec.tracking.uri),
+        len(plans),
+        space,
+        varied_paths([p.config for p in plans]),
+        nodes,
+    )
+
+
+def plan_search(
+    spec_path: str | Path,
+    trials: int | None,
+    out: str | None = None,
+    tracking_uri: str | None = None,
+    nodes: list[dict[str, float]] | None = None,
+) -> SweepPlan:
+    """Validate a search completely. Raises SpecError; writes nothing."""
+    spec = load_spec(spec_path)
+    if spec.search is None:
+        raise SpecError("search: required for `gansweep search`; declare a space and an objective")
+    n = trials if trials is not None else spec.search.trials
+    if n < 1:
+        raise SpecError(f"--trials: must be >= 1, got {n}")
+    if n > spec.max_trials:
+        raise SpecError(f"--trials: {n} is more than max_trials={spec.max_trials}")
+    nodes = nodes if nodes is not None else _machine_nodes(spec.resources.gpus > 0)
+    check_resources(spec, nodes)
+    root = Path(out) if out else Path(spec.results_dir) / f"{spec.name}-search"
+    sweep_dir = SweepDir(root)
+    if sweep_dir.exists() and sweep_dir.read_meta().get("mode") != "search":
+        raise SpecError(f"--out: {root} holds a grid sweep, not a search")
+    varied = [p for key in spec.search.space for p in resolve_path(key, "search.space")]
+    return SweepPlan(
+        spec,
+        Path(spec_path),
+        "search",
+        root.resolve(),
+        resolve_tracking_uri(tracking_uri, spec.tracking.uri),
+        n,
+        {},
+        varied,
+        nodes,
+        resumes=sweep_dir.exists(),
+    )
+
+
+def format_plan(plan: SweepPlan) -> str:
+    """What --dry-run prints: the resolved base config, trial count, resources, places."""
+    import yaml
+
+    spec = plan.spec
+    base = spec.base_config().to_dict()
+    cpus = max(n.get("CPU", 0) for n in plan.nodes)
+    parallel = int(sum(n.get("CPU", 0) for n in plan.nodes) // spec.resources.cpus)
+    lines = [
+        "resolved base config:",
+        yaml.safe_dump(_yaml_ready(base), sort_keys=False).rstrip(),
+        "",
+        f"sweep: {spec.name} ({plan.mode}); trials: {plan.n_trials}"
+        + (f"; varied: {', '.join(plan.varied)}" if plan.varied else ""),
+        f"resources per trial: {spec.resources.cpus:g} CPU, {spec.resources.gpus:g} GPU; "
+        f"up to {min(parallel, plan.n_trials)} trials at once (largest node: {cpus:g} CPUs)",
+        f"epochs: {base['train']['epochs']}; checkpoint every {spec.checkpoint_every}; "
+        f"max_failures (infrastructure): {spec.failure.max_failures}",
+        f"results: {plan.root}",
+        f"MLflow tracking: {plan.tracking_uri} "
+        f"(experiment {spec.tracking.experiment or spec.name})",
+    ]
+    return "\n".join(lines)
+
+
+def _yaml_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _yaml_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_yaml_ready(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------- sweep directory
+def _create_dir(plan: SweepPlan) -> SweepDir:
+    sweep_dir = SweepDir(plan.root)
+    if plan.resumes:
+        meta = sweep_dir.read_meta()
+        # This call's trials come on top of those already recorded (an earlier call that was
+        # interrupted and not resumed leaves its unfinished trials out of the count).
+        meta["n_trials"] = len(SweepTables(sweep_dir).trials) + plan.n_trials
+        meta["tracking_uri"] = plan.tracking_uri
+        sweep_dir.write_meta(meta)
+        return sweep_dir
+    plan.root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(plan.spec_path, sweep_dir.spec_path)
+    spec = plan.spec
+    sweep_dir.write_meta(
+        {
+            "name": spec.name,
+            "sweep_id": f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}",
+            "created": now_iso(),
+            "mode": plan.mode,
+            "varied": plan.varied,
+            "varied_columns": [_column(p) for p in plan.varied],
+            "n_trials": plan.n_trials,
+            "tracking_uri": plan.tracking_uri,
+            "experiment": spec.tracking.experiment or spec.name,
+            "parent_run_id": None,
+            "tune_experiments": [],
+            "spec_file": str(plan.spec_path.resolve()),
+        }
+    )
+    return sweep_dir
+
+
+def _column(path: str) -> str:
+    for column, dotted in FIXED_COLUMNS.items():
+        if dotted == path:
+            return column
+    return path
+
+
+def _storage(spec: SweepSpec, sweep_dir: SweepDir) -> str:
+    if spec.execution.storage is None:
+        return str(sweep_dir.tune_root)
+    if "://" in spec.execution.storage:
+        return spec.execution.storage
+    return str(Path(spec.execution.storage).resolve())
+
+
+# ---------------------------------------------------------------------- Ray
+@contextlib.contextmanager
+def ray_session(address: str | None = None, dashboard: bool = False) -> Iterator[None]:
+    """Embedded Ray on all cores (or a connection to `address`); shut down if started here."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    configure_ray_env()
+    kwargs: dict[str, Any] = {"include_dashboard": dashboard, "logging_level": logging.WARNING}
+    if address:
+        kwargs["address"] = address
+    else:
+        # "local": a new Ray of our own, even if another one runs on this machine (without it,
+        # ray.init() silently joins a cluster started by `ray start`).
+        kwargs.update(address="local", num_cpus=os.cpu_count())
+    ray.init(**kwargs)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def configure_ray_env() -> None:
+    """Ray settings for every gansweep driver (set before Ray starts; users may override)."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token warning, no ~/.ray/auth_token
+    # Tune's own CSV/TensorBoard trial logs duplicate the Parquet and MLflow sinks.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # num_to_keep forces a state snapshot when short epochs checkpoint quickly; that is fine.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Recording a finished trial (figures, MLflow artifacts, Parquet) takes about a second
+    # inside Tune's result processing, which Tune would flag as slow from 0.5 s on.
+    os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "5")
+    # The classic reporter at verbose=0 prints nothing; the Recorder prints progress.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+
+def _trial_name(trial: Any) -> str:
+    return "+".join(m["trial_id"] for m in trial.config["trial"]["members"])
+
+
+def _trainable(spec: SweepSpec) -> Any:
+    from ray import tune
+
+    from .trial import train_trial
+
+    fn = tune.with_parameters(train_trial, spec=spec.model_dump(mode="python"))
+    return tune.with_resources(fn, {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
+
+
+def _run_config(spec: SweepSpec, sweep_dir: SweepDir, name: str) -> Any:
+    from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
+
+    from .callback import SweepCallback
+
+    configure_ray_env()
+    return tune.RunConfig(
+        name=name,
+        storage_path=_storage(spec, sweep_dir),
+        failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        # result.json per trial, which Tune's ExperimentAnalysis reads; no CSV/TensorBoard copies.
+        callbacks=[SweepCallback(sweep_dir.root), JsonLoggerCallback()],
+        verbose=0,
+    )
+
+
+def _parallel_slots(spec: SweepSpec) -> int:
+    nodes = cluster_nodes()
+    return max(1, int(sum(math.floor(n.get("CPU", 0) / spec.resources.cpus) for n in nodes)))
+
+
+def _fit(tuner: Any, sweep_dir: SweepDir) -> int:
+    # Tune's ResultGrid warns about every trial that never started; the count below says it.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    tuner.fit()
+    meta = sweep_dir.read_meta()
+    done = len(SweepTables(sweep_dir).trials)
+    unfinished = meta.get("n_trials", done) - done
+    if unfinished > 0:
+        say(
+            f"interrupted: {unfinished} trial(s) unfinished; results so far are in "
+            f"{sweep_dir.root}. Continue with: gansweep resume {sweep_dir.root}"
+        )
+        return EXIT_INTERRUPTED
+    return 0
+
+
+# ---------------------------------------------------------------------- commands
+def run_sweep(
+    plan: SweepPlan, address: str | None = None, dashboard: bool = False, triage: bool = True
+) -> int:
+    """Start a validated grid sweep. Returns the exit code."""
+    from ray import tune
+
+    name = "grid"
+    with ray_session(address, dashboard):
+        sweep_dir = _create_dir(plan)
+        sweep_dir.update_meta(tune_experiments=[name], address=address)
+        say(f"sweep {plan.spec.name}: {plan.n_trials} trials -> {sweep_dir.root}")
+        _warn_storage(plan.spec, address)
+        tuner = tune.Tuner(
+            _trainable(plan.spec),
+            param_space=plan.param_space,
+            tune_config=tune.TuneConfig(
+                reuse_actors=plan.spec.execution.reuse_actors,
+                max_concurrent_trials=plan.spec.execution.max_concurrent,
+                trial_name_creator=_trial_name,
+                trial_dirname_creator=_trial_name,
+            ),
+            run_config=_run_config(plan.spec, sweep_dir, name),
+        )
+        code = _fit(tuner, sweep_dir)
+    return _finish(sweep_dir, code, triage)
+
+
+def search_sweep(
+    plan: SweepPlan, address: str | None = None, dashboard: bool = False, triage: bool = True
+) -> int:
+    """Start (or continue) an Optuna search. Returns the exit code."""
+    from ray import tune
+
+    from .search import OBJECTIVE, build_search
+
+    spec = plan.spec
+    assert spec.search is not None
+    with ray_session(address, dashboard):
+        sweep_dir = _create_dir(plan)
+        meta = sweep_dir.read_meta()
+        name = f"search-{len(meta['tune_experiments']) + 1}"
+        storage = spec.search.storage or sweep_dir.optuna_url
+        study = spec.search.study_name or spec.name
+        sweep_dir.update_meta(
+            tune_experiments=[*meta["tune_experiments"], name],
+            address=address,
+            optuna_storage=storage,
+            optuna_study=study,
+        )
+        say(f"search {spec.name}: {plan.n_trials} trials, study {study!r} in {storage}")
+        _warn_storage(spec, address)
+        slots = spec.search.max_concurrent or _parallel_slots(spec)
+        searcher, scheduler = build_search(spec, storage, study, slots)
+        tuner = tune.Tuner(
+            _trainable(spec),
+            tune_config=tune.TuneConfig(
+                metric=OBJECTIVE,
+                mode=spec.search.objective.mode,
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=plan.n_trials,
+                reuse_actors=spec.execution.reuse_actors,
+                trial_name_creator=_trial_name,
+                trial_dirname_creator=_trial_name,
+            ),
+            run_config=_run_config(spec, sweep_dir, name),
+        )
+        code = _fit(tuner, sweep_dir)
+    return _finish(sweep_dir, code, triage)
+
+
+def resume_sweep(
+    root: str | Path,
+    address: str | None = None,
+    tracking_uri: str | None = None,
+    dashboard: bool = False,
+    triage: bool = True,
+) -> int:
+    """Finish a sweep whose driver died: finished trials are not re-run, MLflow not duplicated."""
+    from ray import tune
+
+    sweep_dir = SweepDir(Path(root).resolve())
+    if not sweep_dir.exists():
+        raise SpecError(f"{root}: not a sweep directory (no sweep.json)")
+    meta = sweep_dir.read_meta()
+    if not meta.get("tune_experiments"):
+        raise SpecError(f"{root}: the sweep never started; run it again instead")
+    spec = load_spec(sweep_dir.spec_path)
+    if tracking_uri:
+        sweep_dir.update_meta(tracking_uri=resolve_tracking_uri(tracking_uri, None))
+    path = f"{_storage(spec, sweep_dir).rstrip('/')}/{meta['tune_experiments'][-1]}"
+    with ray_session(address or meta.get("address"), dashboard):
+        if not tune.Tuner.can_restore(path):
+            raise SpecError(f"{root}: no Tune experiment state at {path}")
+        say(f"resuming {meta['name']} from {path}")
+        tuner = tune.Tuner.restore(path, trainable=_trainable(spec), resume_errored=True)
+        code = _fit(tuner, sweep_dir)
+    return _finish(sweep_dir, code, triage)
+
+
+def sync_sweep(root: str | Path, tracking_uri: str | None = None) -> int:
+    """Log to MLflow every trial of a sweep directory that is not there yet (idempotent)."""
+    sweep_dir = SweepDir(Path(root).resolve())
+    if not sweep_dir.exists():
+        raise SpecError(f"{root}: not a sweep directory (no sweep.json)")
+    meta = sweep_dir.read_meta()
+    uri = resolve_tracking_uri(tracking_uri, meta["tracking_uri"])
+    tracker = Tracker(uri, meta["experiment"], meta["sweep_id"], say)
+    if not tracker.connect():
+        return 1
+    parent = tracker.ensure_parent(
+        meta.get("parent_run_id") if uri == meta["tracking_uri"] else None, meta["name"]
+    )
+    new, old = sync_outcomes(sweep_dir.root, tracker)
+    if tracker.down_reason:
+        return 1
+    tracker.finish_parent()
+    sweep_dir.update_meta(tracking_uri=uri, parent_run_id=parent)
+    say(f"synced {sweep_dir.root} to {uri}: {new} run(s) logged, {old} already there")
+    return 0
+
+
+def _warn_storage(spec: SweepSpec, address: str | None) -> None:
+    if address and spec.execution.storage is None:
+        say(
+            "note: Tune checkpoints go to the sweep directory on this machine; on a cluster of "
+            "several machines set execution.storage to shared storage (NFS path or s3://...)"
+        )
+
+
+def _finish(sweep_dir: SweepDir, code: int, triage: bool) -> int:
+    recorder_line = Recorder(sweep_dir.root).status_line(0, elapsed=False)
+    say(f"results: {sweep_dir.trials_parquet} | {recorder_line}")
+    if code == 0 and triage:
+        run_triage(sweep_dir.root)
+    return code
+
+
+def run_triage(root: Path) -> None:
+    """Hand the finished sweep to the analysis package; the report goes to SWEEP_DIR/triage/.
+
+    A triage that cannot use the table (e.g. every trial errored) is reported, not raised:
+    the sweep itself succeeded and its results are on disk.
+    """
+    try:
+        from analysis import AnalysisInputError, format_summary, load_results, triage, write_report
+    except ImportError as err:
+        say(f"triage skipped: the analysis package is not available ({err})")
+        return
+    try:
+        result = triage(load_results(root))
+        paths = write_report(result, root / "triage", sweep_dir=root)
+    except AnalysisInputError as err:
+        say(f"triage skipped: {err}")
+        return
+    print(format_summary(result), flush=True)
+    say(f"triage report: {paths['html']} (again: gansweep triage {root} --out DIR)")

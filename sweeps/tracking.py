@@ -1,0 +1,327 @@
+"""MLflow tracking, done from the driver only (layout in docs/CONTRACTS.md).
+
+Trials never talk to MLflow: they report records to Tune, and the driver's Tune
+callback feeds `MlflowSink`s. So a sweep on a multi-node cluster works with any
+tracking URI (the default SQLite file included), only one process ever writes a
+SQLite store, and every MLflow call is in one place that can survive an
+unreachable server. Each child run is found by its `gansweep.trial_id` tag before
+one is created, which makes resume and `gansweep sync` idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+__all__ = ["Tracker", "MlflowSink", "resolve_tracking_uri", "is_local_uri", "DEFAULT_URI_HELP"]
+
+DEFAULT_URI_HELP = (
+    "MLflow tracking URI. Default: --tracking-uri, else the sweep file's tracking.uri, else "
+    "$MLFLOW_TRACKING_URI, else MLflow 3's own default, a SQLite file ./mlflow.db in the "
+    "current directory (sqlite:///<cwd>/mlflow.db). Browse it with `mlflow ui` from there."
+)
+
+ARTIFACT_FILES = ("samples.png", "dynamics.png", "grad_norms.png", "config.json", "checkpoint.pt")
+
+T = TypeVar("T")
+
+
+def resolve_tracking_uri(cli_uri: str | None, file_uri: str | None) -> str:
+    """--tracking-uri, then the sweep file, then $MLFLOW_TRACKING_URI, then MLflow's default."""
+    uri = cli_uri or file_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    # MLflow 3's own default (its ./mlruns file store now errors unless allowed). Spelled out
+    # rather than asked of mlflow, so that it stays this if a later MLflow changes its mind.
+    return _absolute(uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}")
+
+
+def _absolute(uri: str) -> str:
+    """Pin relative local stores to the current directory, so resume works from anywhere."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri[len("sqlite:///") :]).resolve())
+    if "://" not in uri and not uri.startswith(("databricks", "sqlite:")):
+        return Path(uri).resolve().as_uri()
+    return uri
+
+
+def is_local_uri(uri: str) -> bool:
+    """A store that only processes on this machine can reach (SQLite or a folder)."""
+    return urlparse(uri).scheme in ("", "file", "sqlite")
+
+
+def _set_client_defaults() -> None:
+    # MLflow retries a dead server 7 times with exponential backoff (minutes per call);
+    # a sweep must notice quickly and go on without it. Users can still override these.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+
+class Tracker:
+    """One sweep's MLflow experiment and parent run, and the factory of its child sinks.
+
+    Every MLflow call goes through `_call`: the first failure marks tracking down for the
+    rest of this process (with one message), and later calls become no-ops.
+    """
+
+    def __init__(
+        self, uri: str, experiment: str, sweep_id: str, say: Callable[[str], None] = print
+    ):
+        self.uri = uri
+        self.experiment = experiment
+        self.sweep_id = sweep_id
+        self.say = say
+        self.experiment_id: str | None = None
+        self.parent_run_id: str | None = None
+        self.down_reason: str | None = None
+        self._client: Any = None
+
+    @property
+    def available(self) -> bool:
+        return self.down_reason is None and self.experiment_id is not None
+
+    def connect(self) -> bool:
+        """Reach the store, create it (SQLite) and the experiment once. False when unreachable."""
+        _set_client_defaults()
+        from mlflow import MlflowClient
+
+        if urlparse(self.uri).scheme in ("http", "https") and not _http_alive(self.uri):
+            self._down(f"no answer from {self.uri}/health")
+            return False
+        self._client = MlflowClient(tracking_uri=self.uri)
+        exp = self._call(lambda c: c.get_experiment_by_name(self.experiment), connecting=True)
+        if self.down_reason is None:
+            location = _artifact_location(self.uri, self.experiment)
+            self.experiment_id = (
+                exp.experiment_id
+                if exp is not None
+                else self._call(
+                    lambda c: c.create_experiment(self.experiment, artifact_location=location),
+                    connecting=True,
+                )
+            )
+        return self.available
+
+    def _call(self, fn: Callable[[Any], T], connecting: bool = False) -> T | None:
+        if self.down_reason is not None or (self.experiment_id is None and not connecting):
+            return None
+        try:
+            return fn(self._client)
+        except Exception as err:  # any failure of the store: go on without it
+            self._down(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+            return None
+
+    def _down(self, reason: str) -> None:
+        if self.down_reason is None:
+            self.down_reason = reason
+            self.say(
+                f"MLflow tracking at {self.uri} is unreachable ({reason}); the sweep goes on "
+                "without it and the Parquet results stay complete. Log the runs later with "
+                "`gansweep sync SWEEP_DIR`."
+            )
+
+    def ensure_parent(self, run_id: str | None, sweep_name: str) -> str | None:
+        """Find (by id, then by tag) or create the sweep's parent run; mark it RUNNING."""
+        if not self.available:
+            return None
+        if run_id is not None and not self._exists(run_id):
+            run_id = None  # deleted, or recorded against another store
+        run_id = run_id or self._find("tags.`gansweep.kind` = 'sweep'")
+        if run_id is None:
+            tags = {"gansweep.sweep_id": self.sweep_id, "gansweep.kind": "sweep"}
+            run = self._call(
+                lambda c: c.create_run(self.experiment_id, tags=tags, run_name=sweep_name)
+            )
+            run_id = run.info.run_id if run is not None else None
+        else:
+            self._call(lambda c: c.update_run(run_id, status="RUNNING"))
+        self.parent_run_id = run_id if self.available else None
+        return self.parent_run_id
+
+    def _exists(self, run_id: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._client.get_run(run_id)
+            return True
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                self._down(f"{type(err).__name__}: {str(err).splitlines()[0]}")
+            return False
+        except Exception as err:  # an unreachable store
+            self._down(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+            return False
+
+    def finish_parent(self, status: str = "FINISHED") -> None:
+        if self.parent_run_id is not None:
+            self._call(lambda c: c.set_terminated(self.parent_run_id, status=status))
+
+    def _find(self, extra_filter: str) -> str | None:
+        query = f"tags.`gansweep.sweep_id` = '{self.sweep_id}' and {extra_filter}"
+        runs = self._call(
+            lambda c: c.search_runs(
+                [self.experiment_id], query, max_results=5, order_by=["attributes.start_time ASC"]
+            )
+        )
+        return runs[0].info.run_id if runs else None
+
+    def find_child(self, trial_id: str) -> str | None:
+        return self._find(f"tags.`gansweep.trial_id` = '{trial_id}'")
+
+    def sink(self, trial_id: str, ray_trial_id: str | None = None) -> MlflowSink:
+        return MlflowSink(self, trial_id, ray_trial_id)
+
+
+def _artifact_location(uri: str, experiment: str) -> str | None:
+    """SQLite store: artifacts in mlruns/ beside the database file, wherever the driver runs.
+
+    (MLflow would put them in ./mlruns of the current directory, which for the default
+    ./mlflow.db is the same place.) Servers and other stores keep their own default.
+    """
+    if not uri.startswith("sqlite:///"):
+        return None
+    from urllib.parse import quote
+
+    db = Path(uri[len("sqlite:///") :])
+    return f"{(db.parent / 'mlruns').as_uri()}/{quote(experiment, safe='')}"
+
+
+def _http_alive(uri: str) -> bool:
+    import requests
+
+    try:
+        return requests.get(uri.rstrip("/") + "/health", timeout=5).ok
+    except requests.RequestException:
+        return False
+
+
+class MlflowSink:
+    """One trial's child run: start / log_params / log(metrics, step) / finish.
+
+    Hides MLflow's quirks: params are flattened and truncated to MLflow's limits,
+    metrics of an epoch go in one `log_batch`, and an epoch already in the run (a
+    retried trial, a resumed driver, a second sync) is never logged twice.
+    """
+
+    def __init__(self, tracker: Tracker, trial_id: str, ray_trial_id: str | None = None):
+        self.tracker = tracker
+        self.trial_id = trial_id
+        self.ray_trial_id = ray_trial_id
+        self.run_id: str | None = None
+        self.finished = False
+        self._steps: set[int] = set()
+        self._params: set[str] = set()
+
+    def start(self) -> str | None:
+        """Find this trial's child run or create it. Returns its id (None when offline)."""
+        t = self.tracker
+        if self.run_id is not None or not t.available:
+            return self.run_id
+        run_id = t.find_child(self.trial_id)
+        if run_id is not None:
+            run = t._call(lambda c: c.get_run(run_id))
+            if run is not None:
+                self._params = set(run.data.params)
+                self.finished = run.info.status in ("FINISHED", "FAILED")
+                history = t._call(lambda c: c.get_metric_history(run_id, "epoch")) or []
+                self._steps = {m.step for m in history}
+                if not self.finished:
+                    t._call(lambda c: c.update_run(run_id, status="RUNNING"))
+        else:
+            tags = {
+                "gansweep.sweep_id": t.sweep_id,
+                "gansweep.trial_id": self.trial_id,
+                "gansweep.kind": "trial",
+            }
+            if t.parent_run_id:
+                tags["mlflow.parentRunId"] = t.parent_run_id
+            if self.ray_trial_id:
+                tags["gansweep.ray_trial_id"] = self.ray_trial_id
+            run = t._call(
+                lambda c: c.create_run(t.experiment_id, tags=tags, run_name=self.trial_id)
+            )
+            run_id = run.info.run_id if run is not None else None
+        self.run_id = run_id if t.available else None
+        return self.run_id
+
+    def log_params(self, config: dict[str, Any]) -> None:
+        """The flattened run config, each value truncated to MLflow's limit."""
+        from mlflow.entities import Param
+        from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
+
+        from gan_core.config import flatten_config
+
+        if self.run_id is None:
+            return
+        params = [
+            Param(key, _text(value)[:MAX_PARAM_VAL_LENGTH])
+            for key, value in flatten_config(config).items()
+            if key not in self._params
+        ]
+        for i in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):
+            chunk = params[i : i + MAX_PARAMS_TAGS_PER_BATCH]
+            self.tracker._call(lambda c, chunk=chunk: c.log_batch(self.run_id, params=chunk))
+        self._params.update(p.key for p in params)
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        """One epoch's record in one batch (split at MLflow's per-batch limit)."""
+        from mlflow.entities import Metric
+        from mlflow.utils.validation import MAX_METRICS_PER_BATCH
+
+        if self.run_id is None or step in self._steps:
+            return
+        now = int(time.time() * 1000)
+        entries = [Metric(k, _number(v), now, step) for k, v in metrics.items() if _is_number(v)]
+        for i in range(0, len(entries), MAX_METRICS_PER_BATCH):
+            chunk = entries[i : i + MAX_METRICS_PER_BATCH]
+            self.tracker._call(lambda c, chunk=chunk: c.log_batch(self.run_id, metrics=chunk))
+        if self.tracker.available:
+            self._steps.add(step)
+
+    def finish(
+        self,
+        records: list[dict[str, float]],
+        tags: dict[str, str],
+        artifacts: Path | None,
+        status: str = "FINISHED",
+    ) -> bool:
+        """Fill in missing epochs, set the outcome tags, upload artifacts, close the run.
+
+        Returns True when the run is complete in MLflow.
+        """
+        if self.start() is None:
+            return False
+        if self.finished:
+            return True
+        for record in records:
+            self.log(record, int(record.get("epoch", 0)))
+        t = self.tracker
+        for key, value in tags.items():
+            t._call(lambda c, k=key, v=value: c.set_tag(self.run_id, k, v))
+        if artifacts is not None and artifacts.is_dir():
+            for name in ARTIFACT_FILES:
+                if (artifacts / name).is_file():
+                    t._call(lambda c, p=artifacts / name: c.log_artifact(self.run_id, str(p)))
+        t._call(lambda c: c.set_terminated(self.run_id, status=status))
+        self.finished = t.available
+        return self.finished
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number(value: float) -> float:
+    value = float(value)
+    return value if not math.isinf(value) else math.copysign(1.7976931348623157e308, value)

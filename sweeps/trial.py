@@ -1,0 +1,214 @@
+"""The Ray Tune trainable: one Tune trial trains a pack of one or more members.
+
+A trial's config is `{"trial": {"members": [{"trial_id", "point"}, ...]}}`; each
+member's RunConfig is the sweep's base with its grid point (or search suggestion)
+applied by `spec.resolve_point`, exactly as the driver resolves it. Today a pack
+holds one member; members that differ only in seeds and learning rates can share a
+pack (gan_core's Trainer trains them side by side), which issue 6 will use.
+
+Every epoch the trial reports `{"epoch", "objective", "records": {trial_id: record}}`.
+It saves a Tune checkpoint every `checkpoint_every` epochs and at the end; the final
+checkpoint also carries each member's history, verdict, config and figures, which
+the driver copies into the sweep directory. A training failure (NaN, collapse) is a
+verdict, not an exception. A Python exception in training is caught and reported as
+the member's error, so Tune does not retry it: retries (FailureConfig) are for
+infrastructure faults only (a lost node or worker), which never reach this code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .spec import SweepSpec, resolve_point
+
+__all__ = ["train_trial", "pack_configs", "member_ids", "objective_value", "CKPT_TRAINER"]
+
+CKPT_TRAINER = "trainer.pt"  # the gan_core checkpoint inside a Tune checkpoint
+CKPT_STATE = "state.json"
+CKPT_MEMBERS = "members"  # members/<trial_id>/{history,verdict,config}.json + figures
+
+# Config fields that may differ between the members of one pack.
+_MEMBER_FIELDS = ("seed", "init_seed", "data_seed", "train.g_lr", "train.d_lr")
+
+
+def member_ids(config: dict[str, Any]) -> list[str]:
+    return [m["trial_id"] for m in config["trial"]["members"]]
+
+
+def pack_configs(
+    spec: SweepSpec, config: dict[str, Any]
+) -> tuple[Any, list[Any] | None, list[Any]]:
+    """The shared RunConfig, the Member list (None for a pack of one) and each member's config."""
+    from gan_core import Member
+
+    base = spec.base_config()
+    cfgs = [resolve_point(spec, base, m["point"], "trial") for m in config["trial"]["members"]]
+    if len(cfgs) == 1:
+        return cfgs[0], None, cfgs
+    shared = [_shared(c) for c in cfgs]
+    if any(s != shared[0] for s in shared[1:]):
+        raise ValueError("pack members must differ only in seeds and learning rates")
+    members = [Member(*c.seeds, g_lr=c.train.g_lr, d_lr=c.train.d_lr) for c in cfgs]
+    return cfgs[0], members, cfgs
+
+
+def _shared(cfg: Any) -> dict[str, Any]:
+    from gan_core import flatten_config
+
+    flat = flatten_config(cfg.to_dict())
+    return {k: v for k, v in flat.items() if k not in _MEMBER_FIELDS}
+
+
+def objective_value(history: list[dict[str, float]], metric: str | None) -> float:
+    """The latest value of the objective, NaN once the run diverged or before it is measured."""
+    if not metric or not history:
+        return math.nan
+    last = history[-1]
+    if any(
+        isinstance(v, float) and math.isnan(v) for k, v in last.items() if k.startswith("loss/")
+    ):
+        return math.nan
+    for record in reversed(history):
+        if metric in record:
+            return float(record[metric])
+    return math.nan
+
+
+def train_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
+    """Tune function trainable. `spec` (the sweep file, via tune.with_parameters)."""
+    from ray import tune
+
+    # Ray logs every persisted and restored checkpoint at INFO; the driver prints progress.
+    for name in ("ray.train", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    sweep = SweepSpec.model_validate(spec)
+    ids = member_ids(config)
+    metric = sweep.search.objective.metric if sweep.search else None
+    trainer = None
+    try:
+        import torch
+
+        # Ray sets OMP_NUM_THREADS to the trial's CPUs; torch must not use more.
+        torch.set_num_threads(max(1, int(sweep.resources.cpus)))
+        cfg, members, cfgs = pack_configs(sweep, config)
+        from gan_core import Trainer
+
+        trainer = Trainer(cfg, members=members)
+        resumed_from = _restore(trainer)
+        _train(trainer, sweep, ids, cfgs, metric, resumed_from)
+    except Exception as err:  # a bug or bad input in training: a result, never retried
+        from ray.exceptions import RayError
+
+        if isinstance(err, RayError):
+            raise
+        message = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=8)}"
+        records = trainer.history if trainer is not None else [[] for _ in ids]
+        tune.report(
+            {
+                "epoch": trainer.epoch if trainer is not None else 0,
+                "objective": math.nan,
+                "records": {},
+                "final": True,
+                "errors": {tid: message for tid in ids},
+                "histories": {tid: h for tid, h in zip(ids, records, strict=True)},
+            }
+        )
+
+
+def _restore(trainer: Any) -> int:
+    """Load Tune's checkpoint of this trial, if any (a retry or a resumed sweep): its epoch."""
+    from ray import tune
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            trainer.load_checkpoint(Path(directory) / CKPT_TRAINER)
+    return trainer.epoch
+
+
+def _train(
+    trainer: Any,
+    sweep: SweepSpec,
+    ids: list[str],
+    cfgs: list[Any],
+    metric: str | None,
+    resumed_from: int,
+) -> None:
+    from ray import tune
+
+    total = trainer.cfg.train.epochs
+    every = sweep.checkpoint_every
+    reported_final = False
+    for records in trainer.epochs():
+        final = trainer.epoch >= total or not any(trainer.active)
+        result = {
+            "epoch": trainer.epoch,
+            "objective": objective_value(trainer.history[0], metric),
+            "records": {ids[i]: rec for i, rec in records.items()},
+            "final": final,
+            "resumed_from": resumed_from,
+        }
+        if final:
+            result.update(_final_fields(trainer, ids))
+        if final or trainer.epoch % every == 0:
+            _report_with_checkpoint(trainer, result, ids, cfgs, final)
+        else:
+            tune.report(result)
+        reported_final = final
+    if not reported_final:  # restored at (or past) the end: report the outcome again
+        result = {
+            "epoch": trainer.epoch,
+            "objective": objective_value(trainer.history[0], metric),
+            "records": {},
+            "final": True,
+            "resumed_from": resumed_from,
+            **_final_fields(trainer, ids),
+        }
+        _report_with_checkpoint(trainer, result, ids, cfgs, True)
+
+
+def _final_fields(trainer: Any, ids: list[str]) -> dict[str, Any]:
+    verdicts = {tid: v.to_dict() for tid, v in zip(ids, trainer.verdicts(), strict=True)}
+    return {"verdict": verdicts[ids[0]]["status"], "verdicts": verdicts}
+
+
+def _report_with_checkpoint(
+    trainer: Any, result: dict[str, Any], ids: list[str], cfgs: list[Any], final: bool
+) -> None:
+    from ray import tune
+
+    directory = Path(tempfile.mkdtemp(prefix="gansweep-ckpt-"))
+    try:
+        trainer.save_checkpoint(directory / CKPT_TRAINER)
+        state = {"epoch": trainer.epoch, "trial_ids": ids, "final": final}
+        (directory / CKPT_STATE).write_text(json.dumps(state))
+        if final:
+            for i, (tid, cfg) in enumerate(zip(ids, cfgs, strict=True)):
+                _write_member(
+                    trainer, directory / CKPT_MEMBERS / tid, i, cfg, result["verdicts"][tid]
+                )
+        tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(directory)))
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _write_member(
+    trainer: Any, directory: Path, index: int, cfg: Any, verdict: dict[str, Any]
+) -> None:
+    directory.mkdir(parents=True)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    try:
+        trainer.save_artifacts(directory, member=index)
+    except Exception as err:  # a figure must not turn a finished run into an error
+        (directory / "artifacts_error.txt").write_text(f"{type(err).__name__}: {err}")
+    (directory / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    (directory / "history.json").write_text(json.dumps(trainer.history[index]))
+    (directory / "verdict.json").write_text(json.dumps(verdict))

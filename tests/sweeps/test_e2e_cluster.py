@@ -1,0 +1,86 @@
+"""A multi-node Ray cluster on this machine (head + 2 workers): a worker node removed mid-sweep.
+Its trial is retried from its last checkpoint and the sweep ends with every trial once."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+from .conftest import write_sweep
+
+pytestmark = pytest.mark.slow
+
+BASE = {
+    "data": {"name": "ring", "n_points": 2000},
+    "generator": {"hidden_dims": [32, 32]},
+    "discriminator": {"hidden_dims": [32, 32]},
+    "train": {"steps_per_epoch": 60, "batch_size": 64},
+    "eval": {"every": 4, "n_samples": 200},
+}
+
+
+@pytest.fixture
+def cluster():
+    import ray
+    from ray.cluster_utils import Cluster
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    workers = [c.add_node(num_cpus=1) for _ in range(2)]
+    c.wait_for_nodes()
+    ray.init(address=c.address, logging_level="WARNING")
+    yield c, workers
+    ray.shutdown()
+    c.shutdown()
+
+
+def _remove_a_busy_worker(root, cluster, workers, removed: list) -> None:
+    """Once the running trials have checkpointed (and none has finished), take a worker away."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        # Both running trials (one per worker) have checkpointed, and none has finished.
+        with_ckpt = {p.parent.name for p in (root / "tune" / "grid").glob("t*/checkpoint_*")}
+        if len(with_ckpt) >= 2 and not (root / "trials.parquet").exists():
+            cluster.remove_node(workers[0])
+            removed.append(time.monotonic())
+            return
+        time.sleep(0.1)
+
+
+def test_node_loss_retries_from_checkpoint(cluster, tmp_path, capsys):
+    from sweeps.runner import plan_run, run_sweep
+
+    c, workers = cluster
+    path = write_sweep(
+        tmp_path, base=BASE, epochs=12, grid={"seed": [0, 1, 2]}, failure={"max_failures": 2}
+    )
+    plan = plan_run(path)  # Ray is connected: resources are checked against the cluster
+    assert len(plan.nodes) == 3
+    removed: list = []
+    killer = threading.Thread(target=_remove_a_busy_worker, args=(plan.root, c, workers, removed))
+    killer.start()
+    code = run_sweep(plan, address=c.address, triage=False)
+    killer.join()
+    assert removed, "no worker was removed mid-sweep"
+    assert code == 0
+
+    out = capsys.readouterr().out
+    (tmp_path / "driver.log").write_text(out)
+    assert "worker lost" in out and "retrying from its last checkpoint" in out
+    assert "(resumed at epoch " in out  # the retry started from a checkpoint, not from scratch
+    trials = pd.read_parquet(plan.root / "trials.parquet")
+    assert sorted(trials.trial_id) == ["t0000", "t0001", "t0002"]
+    assert (trials.status == "ok").all() and (trials.epochs_run == 12).all()
+    epochs = pd.read_parquet(plan.root / "epochs.parquet")
+    assert len(epochs) == 36 and not epochs.duplicated(["trial_id", "epoch"]).any()
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(trials.tracking_uri[0])
+    for run_id in trials.mlflow_run_id:
+        steps = [m.step for m in client.get_metric_history(run_id, "loss/d")]
+        assert steps == list(range(1, 13))

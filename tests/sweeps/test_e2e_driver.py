@@ -1,0 +1,151 @@
+"""The driver as a separate process: Ctrl-C stops cleanly, and after SIGKILL `gansweep resume`
+finishes the sweep without re-running finished trials or duplicating MLflow runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from .conftest import write_sweep
+
+pytestmark = pytest.mark.slow
+
+SLOWER = {  # long enough per trial that the driver can be stopped mid-sweep
+    "data": {"name": "ring", "n_points": 2000},
+    "generator": {"hidden_dims": [32, 32]},
+    "discriminator": {"hidden_dims": [32, 32]},
+    "train": {"steps_per_epoch": 40, "batch_size": 64},
+    "eval": {"every": 3, "n_samples": 200},
+}
+
+
+def _gansweep(*args: str, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweeps.cli", *args],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def _wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"driver exited (rc={proc.returncode}) before {what}")
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _rows(root: Path) -> int:
+    path = root / "trials.parquet"
+    return len(pd.read_parquet(path)) if path.is_file() else 0
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill what is left of a driver we started (its own process group: Ray's daemons)."""
+    with_suppress = (ProcessLookupError, PermissionError)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except with_suppress:
+        pass
+    proc.wait(timeout=30)
+
+
+def _mlflow_children(uri: str, experiment: str) -> list:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    return [r for r in runs if r.data.tags.get("gansweep.kind") == "trial"]
+
+
+def _check_complete(root: Path, n: int, epochs: int) -> pd.DataFrame:
+    from mlflow import MlflowClient
+
+    trials = pd.read_parquet(root / "trials.parquet")
+    assert sorted(trials.trial_id) == [f"t{i:04d}" for i in range(n)]
+    assert (trials.status == "ok").all() and (trials.epochs_run == epochs).all()
+    meta = json.loads((root / "sweep.json").read_text())
+    children = _mlflow_children(meta["tracking_uri"], meta["experiment"])
+    assert sorted(r.data.tags["gansweep.trial_id"] for r in children) == sorted(trials.trial_id)
+    client = MlflowClient(meta["tracking_uri"])
+    for run in children:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss/d")]
+        assert steps == list(range(1, epochs + 1)), steps
+        assert run.info.status == "FINISHED"
+    epochs_table = pd.read_parquet(root / "epochs.parquet")
+    assert len(epochs_table) == n * epochs
+    assert not epochs_table.duplicated(["trial_id", "epoch"]).any()
+    return trials
+
+
+def test_ctrl_c_stops_cleanly_then_resume(tmp_path):
+    path = write_sweep(tmp_path, base=SLOWER, epochs=6, grid={"seed": [0, 1, 2, 3, 4]})
+    root = tmp_path / "runs" / "tiny"
+    proc = _gansweep("run", str(path), "--no-triage", log=tmp_path / "run.log")
+    try:
+        _wait_for(lambda: _rows(root) >= 1, 240, "a finished trial", proc)
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=120)
+    finally:
+        _kill_group(proc)
+    log = (tmp_path / "run.log").read_text()
+    assert rc == 130, log
+    assert "Traceback" not in log, log
+    assert f"gansweep resume {root}" in log
+    done = _rows(root)
+    assert 1 <= done < 5
+
+    resumed = _gansweep("resume", str(root), "--no-triage", log=tmp_path / "resume.log")
+    try:
+        assert resumed.wait(timeout=400) == 0, (tmp_path / "resume.log").read_text()
+    finally:
+        _kill_group(resumed)
+    _check_complete(root, 5, 6)
+
+
+def _in_flight_checkpoint(root: Path) -> bool:
+    """A finished trial, and a checkpoint of a trial that has not finished yet."""
+    done = set(pd.read_parquet(root / "trials.parquet").trial_id) if _rows(root) else set()
+    ckpts = {p.parent.name for p in (root / "tune" / "grid").glob("t*/checkpoint_*")}
+    return bool(done) and bool(ckpts - done) and len(done) < 4
+
+
+def test_resume_after_killed_driver(tmp_path):
+    path = write_sweep(tmp_path, base=SLOWER, epochs=6, grid={"seed": [0, 1, 2, 3]})
+    root = tmp_path / "runs" / "tiny"
+    proc = _gansweep("run", str(path), "--no-triage", log=tmp_path / "run.log")
+    try:
+        _wait_for(lambda: _in_flight_checkpoint(root), 240, "a checkpoint mid-trial", proc)
+        before = (
+            pd.read_parquet(root / "trials.parquet").set_index("trial_id").finished_at.to_dict()
+        )
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only, as a crash would
+        proc.wait(timeout=30)
+    finally:
+        _kill_group(proc)
+    assert 1 <= len(before) < 4
+
+    resumed = _gansweep("resume", str(root), "--no-triage", log=tmp_path / "resume.log")
+    try:
+        assert resumed.wait(timeout=400) == 0, (tmp_path / "resume.log").read_text()
+    finally:
+        _kill_group(resumed)
+    trials = _check_complete(root, 4, 6).set_index("trial_id")
+    for tid, finished_at in before.items():  # finished trials were not run again
+        assert trials.finished_at[tid] == finished_at
+    assert "(resumed at epoch " in (tmp_path / "resume.log").read_text()

@@ -1,0 +1,208 @@
+"""End to end on one embedded Ray (shared by this module): grid sweep, trials that raise,
+a real MLflow server, an unreachable one then `gansweep sync`, and an Optuna search that a
+second call continues."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from sweeps.cli import main
+
+from .conftest import free_port, start_mlflow_server, stop_process, write_sweep
+
+pytestmark = pytest.mark.slow
+
+CONTRACT_COLUMNS = [
+    "trial_id",
+    "seed",
+    "init_seed",
+    "data_seed",
+    "batch_size",
+    "g_lr",
+    "d_lr",
+    "lr",
+    "verdict",
+    "onset_epoch",
+    "status",
+    "error",
+    "epochs_run",
+    "evidence",
+    "mlflow_run_id",
+    "tracking_uri",
+    "started_at",
+    "finished_at",
+]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory, ray_local):
+    tmp = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    proc = start_mlflow_server(tmp, port)
+    yield f"http://127.0.0.1:{port}"
+    stop_process(proc)
+
+
+def _children(uri: str, experiment: str) -> tuple[list, list]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("gansweep.kind") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("gansweep.kind") == "trial"]
+    return parents, children
+
+
+def _assert_each_trial_once(uri: str, experiment: str, trial_ids: list[str], epochs: dict) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    parents, children = _children(uri, experiment)
+    assert len(parents) == 1
+    assert sorted(r.data.tags["gansweep.trial_id"] for r in children) == sorted(trial_ids)
+    for run in children:
+        tid = run.data.tags["gansweep.trial_id"]
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert run.info.status in ("FINISHED", "FAILED")
+        assert "gansweep.verdict" in run.data.tags and "gansweep.sweep_id" in run.data.tags
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss/d")]
+        assert steps == list(range(1, epochs[tid] + 1)), (tid, steps)
+
+
+def test_grid_sweep_with_raising_trials(ray_local, tmp_path, capsys):
+    grid = {
+        "seed": [0, 1],
+        "data": [
+            {"name": "ring", "n_points": 1000},
+            {"name": "npy", "path": str(tmp_path / "missing.npy")},
+        ],
+    }
+    path = write_sweep(tmp_path, grid=grid)
+    assert main(["run", str(path), "--no-triage"]) == 0
+    root = tmp_path / "runs" / "tiny"
+    trials = pd.read_parquet(root / "trials.parquet")
+    epochs = pd.read_parquet(root / "epochs.parquet")
+    meta = json.loads((root / "sweep.json").read_text())
+
+    assert list(trials.columns[:8]) == CONTRACT_COLUMNS[:8]
+    assert set(CONTRACT_COLUMNS) <= set(trials.columns)
+    assert {"data.name", "data.path", "final/loss/d", "best/quality/modes"} <= set(trials.columns)
+    assert sorted(trials.trial_id) == ["t0000", "t0001", "t0002", "t0003"]
+    ok, bad = trials[trials.status == "ok"], trials[trials.status == "error"]
+    assert sorted(ok["data.name"]) == ["ring", "ring"] and len(bad) == 2
+    assert (ok.verdict != "error").all() and ok.verdict.str.len().gt(0).all()
+    assert (ok.epochs_run == 3).all() and (bad.verdict == "error").all()
+    assert bad.error.str.contains("missing.npy").all()
+    assert len(epochs) == 6 and list(epochs.columns[:2]) == ["trial_id", "epoch"]
+    assert trials.mlflow_run_id.notna().all()
+    for tid in ok.trial_id:
+        files = {p.name for p in (root / "trials" / tid).iterdir()}
+        assert {
+            "samples.png",
+            "dynamics.png",
+            "grad_norms.png",
+            "config.json",
+            "checkpoint.pt",
+        } <= files
+    assert meta["varied"] and meta["parent_run_id"] and meta["sweep_id"].startswith("tiny-")
+    assert (tmp_path / "mlruns" / "tiny").is_dir()  # artifacts beside the SQLite store
+
+    _assert_each_trial_once(
+        meta["tracking_uri"],
+        "tiny",
+        list(trials.trial_id),
+        {t: 3 for t in ok.trial_id} | {t: 0 for t in bad.trial_id},
+    )
+    out = capsys.readouterr().out
+    assert "4/4 finished (2 error)" in out
+
+
+def test_real_mlflow_server_gets_every_trial_once(ray_local, mlflow_server, tmp_path):
+    path = write_sweep(tmp_path, name="served", grid={"seed": [0, 1, 2]}, tracking=None)
+    assert main(["run", str(path), "--tracking-uri", mlflow_server, "--no-triage"]) == 0
+    trials = pd.read_parquet(tmp_path / "runs" / "served" / "trials.parquet")
+    assert len(trials) == 3 and trials.mlflow_run_id.notna().all()
+    assert (trials.tracking_uri == mlflow_server).all()
+    _assert_each_trial_once(
+        mlflow_server, "served", list(trials.trial_id), dict.fromkeys(trials.trial_id, 3)
+    )
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_server)
+    run = client.get_run(trials.mlflow_run_id[0])
+    assert run.data.params["train.epochs"] == "3" and run.data.params["seed"] in ("0", "1", "2")
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {
+        "samples.png",
+        "dynamics.png",
+        "grad_norms.png",
+        "checkpoint.pt",
+    }
+
+
+def test_unreachable_server_then_sync_without_duplicates(
+    ray_local, mlflow_server, tmp_path, capsys
+):
+    dead = f"http://127.0.0.1:{free_port()}"
+    path = write_sweep(tmp_path, name="offline", grid={"seed": [0, 1]}, tracking={"uri": dead})
+    assert main(["run", str(path), "--no-triage"]) == 0
+    out = capsys.readouterr().out
+    root = tmp_path / "runs" / "offline"
+    trials = pd.read_parquet(root / "trials.parquet")
+    assert len(trials) == 2 and trials.mlflow_run_id.isna().all() and (trials.status == "ok").all()
+    assert "unreachable" in out and "2 trial(s) not logged" in out and "t0000, t0001" in out
+    assert f"gansweep sync {root}" in out
+
+    assert main(["sync", str(root), "--tracking-uri", mlflow_server]) == 0
+    assert "2 run(s) logged, 0 already there" in capsys.readouterr().out
+    assert main(["sync", str(root), "--tracking-uri", mlflow_server]) == 0
+    assert "0 run(s) logged, 2 already there" in capsys.readouterr().out
+    _assert_each_trial_once(mlflow_server, "offline", ["t0000", "t0001"], {"t0000": 3, "t0001": 3})
+    trials = pd.read_parquet(root / "trials.parquet")
+    assert trials.mlflow_run_id.notna().all()
+    assert json.loads((root / "sweep.json").read_text())["tracking_uri"] == mlflow_server
+
+
+def test_search_persists_study_and_continues(ray_local, tmp_path):
+    import optuna
+
+    search = {
+        "space": {
+            "lr": {"type": "log_float", "low": 1e-4, "high": 3e-2},
+            "train.n_critic": {"type": "int", "low": 1, "high": 2},
+        },
+        "objective": {"metric": "quality/modes", "mode": "max"},
+        "scheduler": {
+            "type": "optuna",
+            "pruner": "median",
+            "n_startup_trials": 2,
+            "n_warmup_steps": 3,
+        },
+        "trials": 6,
+    }
+    path = write_sweep(tmp_path, name="searchy", search=search, grid=None)
+    assert main(["search", str(path), "--no-triage"]) == 0
+    root = tmp_path / "runs" / "searchy-search"
+    storage = f"sqlite:///{root / 'optuna.db'}"
+    assert len(optuna.load_study(study_name="searchy", storage=storage).trials) == 6
+
+    assert main(["search", str(path), "--trials", "2", "--no-triage"]) == 0
+    study = optuna.load_study(study_name="searchy", storage=storage)
+    assert [t.number for t in study.trials] == list(range(8))
+    assert all(t.state.is_finished() for t in study.trials)
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) >= 6
+    trials = pd.read_parquet(root / "trials.parquet")
+    assert sorted(trials.trial_id) == [f"o{i:04d}" for i in range(8)]
+    assert {"g_lr", "train.n_critic"} <= set(trials.columns)
+    meta = json.loads((root / "sweep.json").read_text())
+    assert meta["tune_experiments"] == ["search-1", "search-2"] and meta["n_trials"] == 8
+    _assert_each_trial_once(
+        meta["tracking_uri"],
+        "searchy",
+        list(trials.trial_id),
+        dict(zip(trials.trial_id, trials.epochs_run, strict=True)),
+    )
