@@ -61,3 +61,21 @@ def test_replace_dotted_and_flatten():
         cfg.replace(**{"train.nope": 1})
     flat = flatten_config(cfg.to_dict())
     assert flat["train.g_lr"] == 1e-4 and flat["generator.hidden_dims"] == (128, 128)
+
+
+@pytest.mark.parametrize("side", [8, 16, 32, 64])
+def test_dcgan_pair_builds_for_every_supported_size(side):
+    import torch
+
+    from gan_core.models import build_models
+
+    cfg = RunConfig.from_dict({"generator": {"arch": "dcgan", "base_channels": 8, "latent_dim": 4},
+                               "discriminator": {"arch": "dcgan", "base_channels": 8, "norm": "layer"},
+                               "conditional": True})
+    gens = [torch.Generator().manual_seed(i) for i in range(2)]
+    g, d = build_models(cfg, (3, side, side), 10, gens)
+    labels = torch.randint(0, 10, (2, 5))
+    images = g(torch.randn(2, 5, 4), labels)
+    assert images.shape == (2, 5, 3, side, side) and images.abs().max() <= 1
+    logits, features = d(images, labels)
+    assert logits.shape == (2, 5) and features.shape[:2] == (2, 5)
