@@ -36,6 +36,7 @@ def _add_ray_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `gansweep` argument parser with every subcommand (triage comes from analysis)."""
     parser = argparse.ArgumentParser(
         prog="gansweep",
         description="Run GAN experiment sweeps on Ray Tune, track them in MLflow, triage failures.",
@@ -212,6 +213,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:  # a second Ctrl-C: Tune's graceful stop was skipped
+        print(
+            "gansweep: interrupted; finished trials are in the sweep directory "
+            "(continue with `gansweep resume SWEEP_DIR`)",
+            file=sys.stderr,
+        )
+        return 130
     except Exception as err:
         # Imported here so that `gansweep --help` does not load torch.
         from gan_core.config import ConfigError

@@ -36,6 +36,7 @@ def say(message: str) -> None:
 
 
 def now_iso() -> str:
+    """The current UTC time as an ISO timestamp (seconds), as stored in trials.parquet."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 

@@ -80,6 +80,7 @@ def _ray_initialized() -> bool:
 
 
 def cluster_nodes() -> list[dict[str, float]]:
+    """The total resources of each alive node of the connected Ray cluster."""
     import ray
 
     return [n["Resources"] for n in ray.nodes() if n.get("Alive")]

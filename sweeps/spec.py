@@ -140,6 +140,8 @@ Scheduler = Annotated[AshaScheduler | OptunaPruner | NoScheduler, Field(discrimi
 
 
 class SearchSpec(_Model):
+    """The `search` section: the space, the objective and how trials are scheduled."""
+
     space: dict[str, Param] = Field(min_length=1)  # shortcut or dotted path -> distribution
     objective: Objective
     trials: int = Field(20, gt=0)  # default for --trials
@@ -275,9 +277,21 @@ def _base_config(spec: SweepSpec) -> RunConfig:
             overrides["train.epochs"] = spec.epochs
         if spec.eval_every is not None:
             overrides["eval.every"] = spec.eval_every
-        return cfg.replace(**overrides) if overrides else cfg
+        cfg = cfg.replace(**overrides) if overrides else cfg
     except ConfigError as err:
         raise SpecError(f"base.{err}") from None
+    _check_data_name(cfg, "base.")
+    return cfg
+
+
+def _check_data_name(cfg: RunConfig, where: str) -> None:
+    # RunConfig keeps data.name a free string; the loader would only fail inside a trial.
+    from gan_core.data import DATASETS
+
+    if cfg.data.name not in DATASETS:
+        raise SpecError(
+            f"{where}data.name: unknown data set {cfg.data.name!r}; valid: {', '.join(DATASETS)}"
+        )
 
 
 def resolve_path(key: str, where: str) -> tuple[str, ...]:
@@ -327,12 +341,13 @@ def resolve_point(spec: SweepSpec, base: RunConfig, point: dict[str, Any], where
         if key != "lr":
             for path in resolve_path(key, where):
                 overrides[path] = value
+    shown = ", ".join(f"{k}={v!r}" for k, v in point.items())
     try:
-        cfg = base.replace(**overrides)
-        return _apply_scaling(spec, base, cfg)
+        cfg = _apply_scaling(spec, base, base.replace(**overrides))
     except ConfigError as err:
-        shown = ", ".join(f"{k}={v!r}" for k, v in point.items())
         raise SpecError(f"{where} point ({shown}): {err}") from None
+    _check_data_name(cfg, f"{where} point ({shown}): ")
+    return cfg
 
 
 def _apply_scaling(spec: SweepSpec, base: RunConfig, cfg: RunConfig) -> RunConfig:

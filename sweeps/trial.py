@@ -40,6 +40,7 @@ _MEMBER_FIELDS = ("seed", "init_seed", "data_seed", "train.g_lr", "train.d_lr")
 
 
 def member_ids(config: dict[str, Any]) -> list[str]:
+    """The gansweep trial ids of the members a Tune trial trains, in member order."""
     return [m["trial_id"] for m in config["trial"]["members"]]
 
 

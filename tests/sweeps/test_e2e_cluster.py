@@ -65,13 +65,12 @@ def test_node_loss_retries_from_checkpoint(cluster, tmp_path, capsys):
     killer.start()
     code = run_sweep(plan, address=c.address, triage=False)
     killer.join()
-    assert removed, "no worker was removed mid-sweep"
-    assert code == 0
-
     out = capsys.readouterr().out
     (tmp_path / "driver.log").write_text(out)
-    assert "worker lost" in out and "retrying from its last checkpoint" in out
-    assert "(resumed at epoch " in out  # the retry started from a checkpoint, not from scratch
+    assert removed, "no worker was removed mid-sweep\n" + out
+    assert code == 0, out
+    assert "worker lost" in out and "retrying from its last checkpoint" in out, out
+    assert "(resumed at epoch " in out, out  # the retry started from a checkpoint
     trials = pd.read_parquet(plan.root / "trials.parquet")
     assert sorted(trials.trial_id) == ["t0000", "t0001", "t0002"]
     assert (trials.status == "ok").all() and (trials.epochs_run == 12).all()

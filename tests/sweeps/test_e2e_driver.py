@@ -27,8 +27,8 @@ SLOWER = {  # long enough per trial that the driver can be stopped mid-sweep
 }
 
 
-def _gansweep(*args: str, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def _gansweep(*args: str, log: Path, env: dict | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "sweeps.cli", *args],
         stdout=log.open("w"),
@@ -119,25 +119,32 @@ def test_ctrl_c_stops_cleanly_then_resume(tmp_path):
 
 
 def _in_flight_checkpoint(root: Path) -> bool:
-    """A finished trial, and a checkpoint of a trial that has not finished yet."""
+    """A finished trial, and an unfinished one whose checkpoint is in Tune's last snapshot of
+    the experiment (the state that `Tuner.restore` reads)."""
     done = set(pd.read_parquet(root / "trials.parquet").trial_id) if _rows(root) else set()
-    ckpts = {p.parent.name for p in (root / "tune" / "grid").glob("t*/checkpoint_*")}
-    return bool(done) and bool(ckpts - done) and len(done) < 4
+    grid = root / "tune" / "grid"
+    states = [p.stat().st_mtime for p in grid.glob("experiment_state-*.json")]
+    for trial in grid.glob("t*"):
+        ckpts = [c.stat().st_mtime for c in trial.glob("checkpoint_*")]
+        if done and trial.name not in done and ckpts and states and max(states) > max(ckpts):
+            return len(done) < 4
+    return False
 
 
 def test_resume_after_killed_driver(tmp_path):
-    path = write_sweep(tmp_path, base=SLOWER, epochs=6, grid={"seed": [0, 1, 2, 3]})
+    path = write_sweep(tmp_path, base=SLOWER, epochs=8, grid={"seed": [0, 1, 2, 3]})
     root = tmp_path / "runs" / "tiny"
-    proc = _gansweep("run", str(path), "--no-triage", log=tmp_path / "run.log")
+    # Snapshot the experiment every second (Tune's default is at least every 10 s), so that
+    # the kill below finds a trial whose checkpoint the snapshot already knows.
+    env = {"TUNE_GLOBAL_CHECKPOINT_S": "1"}
+    proc = _gansweep("run", str(path), "--no-triage", log=tmp_path / "run.log", env=env)
     try:
         _wait_for(lambda: _in_flight_checkpoint(root), 240, "a checkpoint mid-trial", proc)
-        before = (
-            pd.read_parquet(root / "trials.parquet").set_index("trial_id").finished_at.to_dict()
-        )
         os.kill(proc.pid, signal.SIGKILL)  # the driver only, as a crash would
         proc.wait(timeout=30)
     finally:
         _kill_group(proc)
+    before = pd.read_parquet(root / "trials.parquet").set_index("trial_id").finished_at.to_dict()
     assert 1 <= len(before) < 4
 
     resumed = _gansweep("resume", str(root), "--no-triage", log=tmp_path / "resume.log")
@@ -145,7 +152,8 @@ def test_resume_after_killed_driver(tmp_path):
         assert resumed.wait(timeout=400) == 0, (tmp_path / "resume.log").read_text()
     finally:
         _kill_group(resumed)
-    trials = _check_complete(root, 4, 6).set_index("trial_id")
+    trials = _check_complete(root, 4, 8).set_index("trial_id")
     for tid, finished_at in before.items():  # finished trials were not run again
         assert trials.finished_at[tid] == finished_at
-    assert "(resumed at epoch " in (tmp_path / "resume.log").read_text()
+    log = (tmp_path / "resume.log").read_text()
+    assert "(resumed at epoch " in log, log  # the in-flight trial went on from its checkpoint

@@ -88,6 +88,7 @@ BAD_INPUTS = {
     "unknown grid key": ({"grid": {"train.nope": [1]}}, "grid.train.nope: not a config field"),
     "invalid grid point": ({"grid": {"batch_size": [64, 0]}}, "train.batch_size: must be > 0"),
     "invalid base": ({"base": {"train": {"loss_type": "nope"}}}, "base.train.loss_type"),
+    "unknown data set": ({"base": {"data": {"name": "rings"}}}, "base.data.name: unknown data set"),
     "too many cpus": ({"resources": {"cpus": 4096}}, "resources.cpus"),
     "gpus on a CPU machine": ({"resources": {"gpus": 1}}, "resources.gpus"),
     "more trials than the limit": (
