@@ -485,11 +485,8 @@ def run_triage(root: Path) -> None:
     A triage that cannot use the table (e.g. every trial errored) is reported, not raised:
     the sweep itself succeeded and its results are on disk.
     """
-    try:
-        from analysis import AnalysisInputError, format_summary, load_results, triage, write_report
-    except ImportError as err:
-        say(f"triage skipped: the analysis package is not available ({err})")
-        return
+    from analysis import AnalysisInputError, format_summary, load_results, triage, write_report
+
     try:
         result = triage(load_results(root))
         paths = write_report(result, root / "triage", sweep_dir=root)
@@ -498,3 +495,15 @@ def run_triage(root: Path) -> None:
         return
     print(format_summary(result), flush=True)
     say(f"triage report: {paths['html']} (again: gansweep triage {root} --out DIR)")
+    _log_report(root, root / "triage")
+
+
+def _log_report(root: Path, directory: Path) -> None:
+    """The report also goes to the sweep's parent MLflow run, where its trials are."""
+    meta = SweepDir(root).read_meta()
+    if not meta.get("parent_run_id"):
+        say("triage report not logged to MLflow: the sweep has no parent run (tracking was down)")
+        return
+    tracker = Tracker(meta["tracking_uri"], meta["experiment"], meta["sweep_id"], say=say)
+    if tracker.connect() and tracker.log_report(meta["parent_run_id"], directory):
+        say(f"triage report logged to MLflow run {meta['parent_run_id']} (artifacts: triage/)")

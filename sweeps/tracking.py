@@ -125,6 +125,12 @@ class Tracker:
                 "`gansweep sync SWEEP_DIR`."
             )
 
+    def log_report(self, parent_run_id: str, directory: Path) -> bool:
+        """Attach a folder (the triage report) to the sweep's parent run under `triage/`."""
+        self.parent_run_id = parent_run_id
+        logged = self._call(lambda c: c.log_artifacts(parent_run_id, str(directory), "triage") or 1)
+        return bool(logged)
+
     def ensure_parent(self, run_id: str | None, sweep_name: str) -> str | None:
         """Find (by id, then by tag) or create the sweep's parent run; mark it RUNNING."""
         if not self.available:

@@ -206,3 +206,31 @@ def test_search_persists_study_and_continues(ray_local, tmp_path):
         list(trials.trial_id),
         dict(zip(trials.trial_id, trials.epochs_run, strict=True)),
     )
+
+
+def test_real_sweep_triages_itself_and_its_report_renders_in_chromium(ray_local, tmp_path):
+    """The product end to end: a real grid sweep, its automatic triage, the report in a browser."""
+    from mlflow import MlflowClient
+
+    from analysis import load_results, triage
+    from tests.analysis.test_browser import _open
+
+    grid = {"seed": [0, 1, 2], "batch_size": [32, 64]}
+    path = write_sweep(tmp_path, grid=grid)
+    assert main(["run", str(path)]) == 0
+    root = tmp_path / "runs" / "tiny"
+    html = root / "triage" / "report.html"
+    assert html.is_file() and (root / "triage" / "triage.json").is_file()
+
+    result = triage(load_results(root))
+    facts, requests = _open(html, tmp_path)
+    assert facts["summary"] == result.summary
+    assert facts["heatmaps"] and all(h["ok"] and h["box"][0] > 100 for h in facts["heatmaps"])
+    assert facts["heatRows"] == 3  # seeds x batch sizes, one learning rate
+    assert facts["logRows"] == 6 and all(i["ok"] for i in facts["images"])
+    assert all(u.startswith(("file:", "data:")) for u in requests), requests
+
+    meta = json.loads((root / "sweep.json").read_text())
+    client = MlflowClient(meta["tracking_uri"])
+    logged = {a.path for a in client.list_artifacts(meta["parent_run_id"], "triage")}
+    assert {"triage/report.html", "triage/triage.json", "triage/report.md"} <= logged
