@@ -252,11 +252,31 @@ def write_report(result: TriageResult, out_dir, sweep_dir=None, **limits) -> dic
     paths["json"].write_text(json.dumps(result.to_dict(), indent=2, default=_json_default) + "\n")
     paths["markdown"].write_text(render_markdown(data))
     paths["html"].write_text(render_html(data))
+    sweep_file = Path(sweep_dir) / "sweep.yaml" if sweep_dir is not None else None
     for plan in result.followups:
         path = out / f"followup_{plan.index}.yaml"
-        path.write_text(plan.yaml)
+        path.write_text(_followup_file(plan, sweep_file))
         paths[f"followup_{plan.index}"] = path
     return paths
+
+
+def _followup_file(plan, sweep_file: Path | None) -> str:
+    """The follow-up as a complete sweep file when the sweep's own file is known, else its grid.
+
+    The complete file is the original sweep with its name suffixed and its grid replaced, so
+    `gansweep run followup_<i>.yaml` runs it as it stands.
+    """
+    if sweep_file is None or not sweep_file.is_file():
+        return plan.yaml
+    import yaml
+
+    sweep = yaml.safe_load(sweep_file.read_text())
+    if not isinstance(sweep, dict):
+        return plan.yaml
+    sweep["name"] = f"{sweep.get('name', 'sweep')}-followup-{plan.index}"
+    sweep["grid"] = plan.grid
+    header = "".join(line + "\n" for line in plan.yaml.splitlines() if line.startswith("#"))
+    return header + yaml.safe_dump(sweep, sort_keys=False, default_flow_style=None)
 
 
 def _json_default(obj):

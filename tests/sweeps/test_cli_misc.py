@@ -101,3 +101,18 @@ def test_submit_validates_before_sending(tmp_path, monkeypatch, capsys):
     path = write_sweep(tmp_path, grid={"seed": []})
     assert main(["submit", str(path), "--address", "http://head:8265"]) == 2
     assert client.calls == [] and "grid" in capsys.readouterr().err
+
+
+def test_triage_follow_up_is_a_sweep_file_that_runs(tmp_path):
+    """A follow-up proposed by the triage of a sweep folder is a complete, valid sweep file."""
+    from analysis import load_results, triage, write_report
+    from tests.analysis.grids import make_sweep_dir
+
+    root = make_sweep_dir(tmp_path / "sweep")
+    write_sweep(root, grid={"seed": [0, 1]})  # the sweep's own file, as gansweep run keeps it
+    result = triage(load_results(root))
+    paths = write_report(result, tmp_path / "report", sweep_dir=root)
+    follow_ups = [p for k, p in paths.items() if k.startswith("followup_")]
+    assert follow_ups, "the constructed grid has inconclusive failures to decide"
+    for path in follow_ups:
+        assert main(["run", str(path), "--dry-run"]) == 0
