@@ -127,7 +127,6 @@ class Tracker:
 
     def log_report(self, parent_run_id: str, directory: Path) -> bool:
         """Attach a folder (the triage report) to the sweep's parent run under `triage/`."""
-        self.parent_run_id = parent_run_id
         logged = self._call(lambda c: c.log_artifacts(parent_run_id, str(directory), "triage") or 1)
         return bool(logged)
 
