@@ -89,6 +89,10 @@ class TrainingConfig:
     feature_matching_weight: float = 0.0  # adds ||E f(real) - E f(fake)||^2 to G's loss
     lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0)  # (a fake, b real, c G)
     steps_per_epoch: int | None = None  # default: one pass over the data set
+    # Step decay as torch.optim.lr_scheduler.MultiStepLR: both learning rates are multiplied
+    # by lr_gamma once for every milestone epoch reached (milestone 8: epochs 9.. run decayed).
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
 
     @property
     def loss(self) -> str:
@@ -200,6 +204,11 @@ class RunConfig:
         _positive("train.d_lr", t.d_lr)
         if t.steps_per_epoch is not None:
             _positive("train.steps_per_epoch", t.steps_per_epoch)
+        if any(m < 1 for m in t.lr_milestones) or list(t.lr_milestones) != sorted(set(t.lr_milestones)):
+            raise ConfigError(
+                f"train.lr_milestones: must be increasing epochs >= 1, got {list(t.lr_milestones)}"
+            )
+        _positive("train.lr_gamma", t.lr_gamma)
         for name, betas in (("train.g_betas", t.g_betas), ("train.d_betas", t.d_betas)):
             if not all(0.0 <= b < 1.0 for b in betas):
                 raise ConfigError(f"{name}: each beta must be in [0, 1), got {betas}")

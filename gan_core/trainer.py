@@ -122,6 +122,7 @@ class Trainer:
             t.optimizer,
             t.d_betas,
         )
+        self._base_lr = {"g": self.opt_g.lr.clone(), "d": self.opt_d.lr.clone()}
         self._x = self.dataset.x.to(self.device)
         self._y = self.dataset.y.to(self.device) if self.dataset.y is not None else None
         self._layers = {"g": _layer_params(self.G), "d": _layer_params(self.D)}
@@ -136,6 +137,7 @@ class Trainer:
         """Train to cfg.train.epochs, yielding {member index: record} after each epoch."""
         while self.epoch < self.cfg.train.epochs and any(self.active):
             self._compact()
+            self._apply_lr_schedule()
             start = time.perf_counter()
             stats = self._train_epoch()
             self.epoch += 1
@@ -438,6 +440,14 @@ class Trainer:
         self.opt_d.select(positions, list(self.D.parameters()))
         self._layers = {"g": _layer_params(self.G), "d": _layer_params(self.D)}
         self._slots = list(keep)
+
+    def _apply_lr_schedule(self) -> None:
+        """Set each member's learning rates for the coming epoch (MultiStepLR semantics)."""
+        t = self.cfg.train
+        factor = t.lr_gamma ** sum(m <= self.epoch for m in t.lr_milestones)
+        positions = torch.tensor(self._slots, device=self.opt_g.lr.device)
+        self.opt_g.lr = self._base_lr["g"][positions] * factor
+        self.opt_d.lr = self._base_lr["d"][positions] * factor
 
     def _eval_labels(self, n: int) -> Tensor:
         return torch.arange(n, device=self.device) % self.dataset.num_classes

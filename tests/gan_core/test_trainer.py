@@ -97,7 +97,7 @@ def test_reproducible_in_a_fresh_process():
     {"generator": {"batch_norm": True, "dropout": 0.1},
      "discriminator": {"norm": "layer", "spectral_norm": True, "minibatch_std": True},
      "train": {"loss_type": "wasserstein", "gp_weight": 1.0, "n_critic": 2, "instance_noise": 0.1,
-               "instance_noise_epochs": 3}},
+               "instance_noise_epochs": 3, "lr_milestones": [3], "lr_gamma": 0.5}},
 ], ids=["plain", "regularized"])
 def test_checkpoint_resume_gives_exactly_the_uninterrupted_metrics(tmp_path, overrides):
     values = json.loads(json.dumps(RING))
@@ -170,6 +170,24 @@ def test_stopped_member_leaves_the_pack_and_resume_keeps_the_shape(tmp_path):
     resumed.load_checkpoint(tmp_path / "pack.pt")
     assert strip_time(list(resumed.epochs())) == strip_time(rest)
     assert [len(h) for h in resumed.history] == [4, 1, 4]
+
+
+def test_lr_milestones_decay_each_members_own_rates_like_multisteplr():
+    cfg = ring_cfg(epochs=5, steps_per_epoch=5, lr_milestones=[2, 4], lr_gamma=0.1)
+    trainer = Trainer(cfg, [Member(0, 0), Member(1, 1, g_lr=2e-3, d_lr=4e-3)])
+    seen = []
+    for _ in trainer.epochs():  # the rates the epoch just finished trained with
+        seen.append((trainer.opt_g.lr.tolist(), trainer.opt_d.lr.tolist()))
+    # torch's MultiStepLR on a plain Adam, stepped once per epoch, gives the reference rates.
+    ref = torch.optim.lr_scheduler.MultiStepLR(
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1.0), milestones=[2, 4], gamma=0.1)
+    for g_lr, d_lr in seen:
+        factor = ref.get_last_lr()[0]
+        assert g_lr == pytest.approx([1e-3 * factor, 2e-3 * factor], rel=1e-6)
+        assert d_lr == pytest.approx([1e-3 * factor, 4e-3 * factor], rel=1e-6)
+        ref.optimizer.step()
+        ref.step()
+    assert seen[-1][0][1] == pytest.approx(2e-5, rel=1e-6)
 
 
 def test_pack_members_match_solo_runs():
