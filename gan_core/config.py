@@ -135,11 +135,12 @@ class MonitorConfig:
     collapse_d_loss: tuple[float, float] = (0.72, 0.75)  # D loss stuck in this band
     collapse_g_accuracy: float = 0.99  # G fools D this often
     collapse_pixvar: float = 0.1  # image PixVar below this
-    collapse_modes_fraction: float = 0.5  # mixtures: fewer than this share of modes captured
+    collapse_modes_fraction: float = 0.5  # mixtures: at most this share of modes captured
     collapse_d_fake_std: float = 0.01  # D(fake) nearly constant over the window
     clip_persistent_pct: float = 50.0
     dg_ratio_min: float = 0.01
     weight_explode: float = 1e3  # |weight| mean above this is divergence
+    loss_explode: float = 1e6  # |loss| above this is divergence (healthy GAN losses: < 1e3)
     poor_quality_hq_fraction: float = 0.5  # mixtures: fewer high-quality samples than this
     poor_quality_fid: float | None = None  # images: FID above this (001: > 400 poor, Inception scale only)
     poor_quality_is: float | None = 2.0  # images: IS below this (001: < 2.0 limited)

@@ -10,8 +10,10 @@ Sources: "001" is ../shared/seeds/001_f2814c4aeb27dcae.txt (GAN Training Guide),
 
 Rules, in precedence order (the first that holds at the end decides the verdict):
 
-- diverged -> verdict ``diverged``: any loss/* non-finite, or weights/{d,g}_abs_mean
-  non-finite or > weight_explode (1e3, ours: healthy mean |w| is 1e-2..1), in ANY epoch;
+- diverged -> verdict ``diverged``: any loss/* non-finite or |loss| > loss_explode (1e6,
+  ours: healthy losses of every supported loss stay below ~1e3, and an Adam run at lr 1e3
+  reached 1e33 before it overflowed), or weights/{d,g}_abs_mean non-finite or >
+  weight_explode (1e3, ours: healthy mean |w| is 1e-2..1), in ANY epoch;
   terminal, never "resolved" (STYLE.md habit 11: "A NaN loss ends a run with verdict
   diverged").
 - mode_collapse -> ``mode_collapse``: any decisive signal below holds at the end.
@@ -36,8 +38,8 @@ Mode-collapse signals (decisive unless marked):
   collapse_d_accuracy_tol (0.05, ours) and g/accuracy >= collapse_g_accuracy (0.99),
   stuck. 001 "Mode Collapse Triage / Symptoms" table.
 - PixVar: latest quality/pixvar < collapse_pixvar (0.1). 001 "PixVar: <0.1 = Mode collapse".
-- few modes (2-D mixtures, when the caller passes ``n_modes``): latest quality/modes <
-  collapse_modes_fraction (0.5, ours) x n_modes while quality/hq_fraction is not below
+- few modes (2-D mixtures, when the caller passes ``n_modes``): latest quality/modes <=
+  collapse_modes_fraction (0.5, ours) x n_modes (half the modes dropped is collapse) while quality/hq_fraction is not below
   poor_quality_hq_fraction (few modes and off-mode samples is poor quality: G has not
   found the data, rather than collapsed onto part of it). 004 "Cluster analysis".
 - near-duplicate samples (images only: a tight mixture's healthy samples are closer than
@@ -79,6 +81,7 @@ __all__ = [
     "Health",
     "Verdict",
     "assess",
+    "divergence",
     "verdict",
 ]
 
@@ -319,28 +322,27 @@ def _stuck(
 
 
 # ---------------------------------------------------------------- checks
-def _divergent(rec: Record, limit: float) -> dict[str, float]:
-    """The record's non-finite losses and exploding (or non-finite) weight statistics."""
+def divergence(rec: Record, cfg: MonitorConfig) -> dict[str, float]:
+    """One record's evidence of divergence: non-finite or exploded losses and weight statistics.
+
+    Empty for a healthy record. The trainer stops a member on the first non-empty one.
+    """
     bad = {}
-    for k in _LOSS_KEYS:
-        v = rec.get(k)
-        if v is not None and not math.isfinite(v):
-            bad[k] = float(v)
-    for k in _WEIGHT_KEYS:
-        v = rec.get(k)
-        if v is not None and not abs(v) <= limit:  # also true for NaN and inf
-            bad[k] = float(v)
+    for keys, limit in ((_LOSS_KEYS, cfg.loss_explode), (_WEIGHT_KEYS, cfg.weight_explode)):
+        for k in keys:
+            v = rec.get(k)
+            if v is not None and not abs(v) <= limit:  # also true for NaN and inf
+                bad[k] = float(v)
     return bad
 
 
 def _check_diverged(ctx: _Context) -> _Finding | None:
-    """First epoch with a non-finite loss or exploding weights, anywhere: divergence is terminal.
+    """First epoch with a non-finite or exploded loss or weights, anywhere: divergence is terminal.
 
     The one full scan per call (a few dict lookups per epoch): a NaN never "resolves".
     """
-    limit = ctx.cfg.weight_explode
     for i, rec in enumerate(ctx.history):
-        bad = _divergent(rec, limit)
+        bad = divergence(rec, ctx.cfg)
         if bad:
             shown = ", ".join(f"{k}={v:.4g}" for k, v in bad.items())
             return _Finding(i, bad, f"diverged in epoch {_epoch(ctx.history, i)}: {shown}")
@@ -356,19 +358,24 @@ _signal_loss_signature = _stuck(
 
 
 def _signal_latest(
-    key: str, limit_of: Callable[[_Context], float | None], what: str
+    key: str,
+    limit_of: Callable[[_Context], float | None],
+    what: str,
+    inclusive: bool = False,
 ) -> Callable[[_Context], _Finding | None]:
-    """A signal that holds when the latest evaluation of `key` is below a limit."""
+    """A signal that holds when the latest evaluation of `key` is below (or at) a limit."""
+    sign = "<=" if inclusive else "<"
 
     def check(ctx: _Context) -> _Finding | None:
         limit = limit_of(ctx)
         if limit is None:
             return None
-        start = _bad_evaluations(ctx, key, lambda v: v < limit)
+        bad = (lambda v: v <= limit) if inclusive else (lambda v: v < limit)
+        start = _bad_evaluations(ctx, key, bad)
         if start is None:
             return None
         value = _evaluated(ctx, key)
-        return _Finding(start, {key: value}, f"{what}: {key}={value:.4g} < {limit:.4g}")
+        return _Finding(start, {key: value}, f"{what}: {key}={value:.4g} {sign} {limit:.4g}")
 
     return check
 
@@ -377,7 +384,7 @@ def _modes_limit(ctx: _Context) -> float | None:
     return None if ctx.n_modes is None else ctx.cfg.collapse_modes_fraction * ctx.n_modes
 
 
-_few_modes = _signal_latest("quality/modes", _modes_limit, "few modes captured")
+_few_modes = _signal_latest("quality/modes", _modes_limit, "few modes captured", inclusive=True)
 
 
 def _signal_few_modes(ctx: _Context) -> _Finding | None:

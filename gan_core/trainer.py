@@ -26,7 +26,7 @@ from .data import Dataset, load_dataset
 from .layers import MemberDropout, member_rand, member_randn
 from .losses import get_loss
 from .models import build_models
-from .monitor import Verdict, verdict
+from .monitor import Verdict, divergence, verdict
 from .optim import MemberOptimizer
 from .regularizers import (
     PENALTIES,
@@ -144,7 +144,7 @@ class Trainer:
             records = self._records(stats, time.perf_counter() - start)
             for i, record in records.items():
                 self.history[i].append(record)
-                if not _finite(record):
+                if divergence(record, self.cfg.monitor):
                     self.active[i] = False  # diverged: its verdict says so; the others go on
             yield records
 
@@ -379,7 +379,7 @@ class Trainer:
             records[i] = record
         if self._is_eval_epoch():
             for i, record in records.items():
-                if _finite(record):
+                if not divergence(record, self.cfg.monitor):
                     record.update(self._quality(i))
         return records
 
@@ -556,12 +556,6 @@ def _weight_stats(net: str, params: list[Tensor]) -> dict[str, Tensor]:
         f"weights/{net}_std": flat.std(1),
         f"weights/{net}_abs_mean": flat.abs().mean(1),
     }
-
-
-def _finite(record: dict[str, float]) -> bool:
-    return all(
-        v == v and abs(v) != float("inf") for k, v in record.items() if k.startswith("loss/")
-    )
 
 
 def _plain(value: Any) -> Any:

@@ -163,6 +163,21 @@ def test_mixture_with_2_of_8_modes_is_mode_collapse():
     assert v.evidence["quality/modes"] == 2
 
 
+def test_exactly_half_the_modes_is_mode_collapse():
+    history = _set(_history(), {"quality/modes": 4, "quality/kl": 0.69}, since=15)
+    v = verdict(history, CFG, "non_saturating", n_modes=8)
+    assert v.status == "mode_collapse" and v.evidence["quality/modes"] == 4
+    assert verdict(_set(_history(), {"quality/modes": 5}, since=15), CFG, "non_saturating",
+                   n_modes=8).status == "stable"
+
+
+def test_huge_finite_losses_are_divergence():
+    history = _set(_history(), {"loss/g": 3.9e9}, since=12)
+    v = verdict(history, CFG, "wasserstein")
+    assert v.status == "diverged" and v.onset_epoch == 12 and v.evidence == {"loss/g": 3.9e9}
+    assert verdict(_set(_history(), {"loss/g": 900.0}, since=12), CFG, "wasserstein").status != "diverged"
+
+
 def test_few_modes_with_off_mode_samples_is_poor_quality_not_collapse():
     history = _set(_history(), {"quality/modes": 0, "quality/hq_fraction": 0.0}, since=15)
     v = verdict(history, CFG, "non_saturating", n_modes=8)

@@ -152,6 +152,22 @@ def test_divergence_ends_the_run_cleanly_and_spares_pack_neighbours():
             assert records[-1][0][key] == pytest.approx(value, rel=1e-3, abs=1e-5), key
 
 
+def test_huge_but_finite_losses_stop_the_member_as_diverged():
+    # An unconstrained critic (no clipping, no penalty) at lr 5: losses reach ~1e9 and the
+    # weights ~10 in the first epoch while every value stays finite.
+    cfg = ring_cfg(loss_type="wasserstein", epochs=3, steps_per_epoch=30, batch_size=64)
+    trainer = Trainer(cfg, [Member(0, 0), Member(1, 1, g_lr=5.0, d_lr=5.0)])
+    for _ in trainer.epochs():
+        pass
+    blown = trainer.history[1]
+    assert len(blown) == 1 and trainer.active == [True, False]
+    assert all(v == v and abs(v) != float("inf") for k, v in blown[0].items())  # finite ...
+    assert abs(blown[0]["loss/d"]) > cfg.monitor.loss_explode  # ... but exploded
+    v = trainer.verdicts()[1]
+    assert v.status == "diverged" and v.onset_epoch == 1 and "loss/d" in v.evidence
+    assert len(trainer.history[0]) == 3 and trainer.verdicts()[0].status != "diverged"
+
+
 def test_stopped_member_leaves_the_pack_and_resume_keeps_the_shape(tmp_path):
     cfg = ring_cfg(epochs=4, steps_per_epoch=20)
     members = [Member(0, 0), Member(1, 1), Member(2, 2)]
