@@ -22,7 +22,7 @@ from .config import (
 )
 from .data import Dataset, load_dataset
 from .losses import LOSSES, get_loss
-from .monitor import Verdict, verdict
+from .monitor import Verdict, confident_failure, verdict
 from .trainer import CheckpointError, Member, Trainer
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "Trainer",
     "TrainingConfig",
     "Verdict",
+    "confident_failure",
     "flatten_config",
     "get_loss",
     "load_dataset",

@@ -81,6 +81,7 @@ __all__ = [
     "Health",
     "Verdict",
     "assess",
+    "confident_failure",
     "divergence",
     "verdict",
 ]
@@ -620,3 +621,35 @@ def verdict(
         if status is not None:
             return Verdict(status, problem.epoch, dict(problem.evidence), names)
     return Verdict("stable", None, _final_evidence(ctx), names)
+
+
+def confident_failure(
+    history: History,
+    cfg: MonitorConfig,
+    loss: str,
+    *,
+    n_modes: int | None = None,
+    patience: int = 2,
+    statuses: Sequence[str] = ("mode_collapse", "d_dominance"),
+) -> Verdict | None:
+    """The verdict to stop a run on now, or None to let it train on.
+
+    Divergence is confident at once. A failure in `statuses` is confident when the verdict
+    has been that same failure at each of the last `patience` evaluation epochs (records
+    with quality metrics) and the latest record is one of them: a collapse that a later
+    evaluation no longer shows would not have been stopped.
+    """
+    if patience < 1:
+        raise ValueError(f"monitor: patience must be >= 1, got {patience}")
+    now = verdict(history, cfg, loss, n_modes=n_modes)
+    if now.status == "diverged":
+        return now
+    if now.status not in statuses or not any(k in history[-1] for k in _EVAL_KEYS):
+        return None
+    evaluations = [i for i, rec in enumerate(history) if any(k in rec for k in _EVAL_KEYS)]
+    if len(evaluations) < patience:
+        return None
+    for i in evaluations[-patience:-1]:
+        if verdict(history[: i + 1], cfg, loss, n_modes=n_modes).status != now.status:
+            return None
+    return now

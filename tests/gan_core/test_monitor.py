@@ -11,7 +11,7 @@ from dataclasses import FrozenInstanceError
 import pytest
 
 from gan_core.config import LOSS_TYPES, MonitorConfig
-from gan_core.monitor import PHASES, PROBLEMS, STATUSES, assess, verdict
+from gan_core.monitor import PHASES, PROBLEMS, STATUSES, assess, confident_failure, verdict
 
 CFG = MonitorConfig()
 NAN = math.nan
@@ -356,3 +356,34 @@ def test_verdict_is_cheap_on_a_long_failing_history():
     v = verdict(history, CFG, "non_saturating")
     assert v.status == "vanishing_gradients"
     assert time.perf_counter() - start < 0.5
+
+
+def test_confident_failure_needs_the_same_failure_at_patience_evaluations():
+    # Collapse seen from the evaluation at epoch 10 on (evaluations every 5 epochs).
+    collapsed = _set(_history(20), {"quality/modes": 2}, since=10)
+
+    def stop_at(history, patience):
+        for n in range(1, len(history) + 1):
+            v = confident_failure(history[:n], CFG, "non_saturating", n_modes=8, patience=patience)
+            if v is not None:
+                return n, v
+        return None, None
+
+    assert stop_at(collapsed, 1)[0] == 10
+    epoch, v = stop_at(collapsed, 2)
+    assert epoch == 15 and v.status == "mode_collapse" and v.onset_epoch == 10
+    assert stop_at(collapsed, 3)[0] == 20
+    # A collapse the next evaluation no longer shows is never stopped on.
+    recovered = _set(_history(20), {"quality/modes": 2}, since=10, until=14)
+    assert stop_at(recovered, 2) == (None, None)
+    assert stop_at(_history(20), 1) == (None, None)
+
+
+def test_confident_failure_stops_divergence_at_once_and_ignores_other_statuses():
+    history = _set(_history(20), {"loss/d": math.nan}, since=7)
+    v = confident_failure(history[:7], CFG, "non_saturating", patience=5)
+    assert v is not None and v.status == "diverged" and v.onset_epoch == 7
+    poor = _set(_history(20), {"quality/hq_fraction": 0.1}, since=5)
+    assert confident_failure(poor, CFG, "non_saturating", n_modes=8, patience=1) is None
+    with pytest.raises(ValueError, match="patience"):
+        confident_failure(poor, CFG, "non_saturating", patience=0)
