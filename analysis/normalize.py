@@ -40,6 +40,7 @@ _NOT_PARAMS = {
     "error",
     "onset_epoch",
     "epochs_run",
+    "stopped_early",
     "evidence",
     "mlflow_run_id",
     "tracking_uri",

@@ -265,6 +265,8 @@ def outcome_tags(outcome: TrialOutcome) -> dict[str, str]:
         tags["gansweep.ray_trial_id"] = outcome.ray_trial_id
     if outcome.pruned:
         tags["gansweep.pruned"] = "true"
+    if verdict.get("stopped_early"):
+        tags["gansweep.stopped_early"] = "true"
     if outcome.error:
         tags["gansweep.error"] = outcome.error[:5000]
     return tags
@@ -276,6 +278,8 @@ def _finished_line(outcome: TrialOutcome, done: int, total: int | None) -> str:
         what = f"ERROR {what}"
     elif outcome.pruned:
         what = f"stopped early by the scheduler, {what}"
+    elif (outcome.verdict or {}).get("stopped_early"):
+        what = f"stopped early (confident failure), {what}"
     count = f"{done}/{total}" if total else str(done)
     resumed = f" (resumed at epoch {outcome.resumed_from})" if outcome.resumed_from else ""
     return (

@@ -116,6 +116,7 @@ def trial_row(outcome: TrialOutcome, varied: list[str]) -> dict[str, Any]:
         status=outcome.status,
         error=outcome.error,
         epochs_run=len(outcome.records),
+        stopped_early=bool(verdict.get("stopped_early", False)),
         evidence=json.dumps(verdict.get("evidence", {})),
     )
     if outcome.records:

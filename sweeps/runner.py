@@ -22,7 +22,15 @@ from typing import Any
 
 from .recorder import Recorder, now_iso, say, sync_outcomes
 from .results import FIXED_COLUMNS, SweepTables, varied_paths
-from .spec import SpecError, SweepSpec, check_resources, expand_grid, load_spec, resolve_path
+from .spec import (
+    SpecError,
+    SweepSpec,
+    check_resources,
+    expand_grid,
+    load_spec,
+    pack_plans,
+    resolve_path,
+)
 from .sweepdir import SweepDir
 from .tracking import Tracker, resolve_tracking_uri
 
@@ -111,11 +119,13 @@ def plan_run(
         raise SpecError(
             f"--out: {root} already holds a sweep; `gansweep resume {root}` continues it"
         )
+    packs = pack_plans(plans, spec.execution.pack_seeds)
     # tune.grid_search(values) is this dict; spelled out to keep --dry-run free of Ray imports.
     space = {
         "trial": {
             "grid_search": [
-                {"members": [{"trial_id": p.trial_id, "point": p.point}]} for p in plans
+                {"members": [{"trial_id": p.trial_id, "point": p.point} for p in pack]}
+                for pack in packs
             ]
         }
     }
@@ -183,6 +193,7 @@ def format_plan(plan: SweepPlan) -> str:
         "",
         f"sweep: {spec.name} ({plan.mode}); trials: {plan.n_trials}"
         + (f"; varied: {', '.join(plan.varied)}" if plan.varied else ""),
+        *_packing_lines(plan),
         f"resources per trial: {spec.resources.cpus:g} CPU, {spec.resources.gpus:g} GPU; "
         f"up to {min(parallel, plan.n_trials)} trials at once (largest node: {cpus:g} CPUs)",
         f"epochs: {base['train']['epochs']}; checkpoint every {spec.checkpoint_every}; "
@@ -192,6 +203,16 @@ def format_plan(plan: SweepPlan) -> str:
         f"(experiment {spec.tracking.experiment or spec.name})",
     ]
     return "\n".join(lines)
+
+
+def _packing_lines(plan: SweepPlan) -> list[str]:
+    packs = plan.param_space.get("trial", {}).get("grid_search", [])
+    if not packs or len(packs) == plan.n_trials:
+        return []
+    sizes = [len(p["members"]) for p in packs]
+    shown = str(max(sizes)) if min(sizes) == max(sizes) else f"{min(sizes)}-{max(sizes)}"
+    return [f"packed: {plan.n_trials} runs in {len(packs)} Tune trials of {shown} members "
+            f"(execution.pack_seeds {plan.spec.execution.pack_seeds}); each member is its own row"]
 
 
 def _yaml_ready(value: Any) -> Any:
@@ -289,7 +310,8 @@ def configure_ray_env() -> None:
 
 
 def _trial_name(trial: Any) -> str:
-    return "+".join(m["trial_id"] for m in trial.config["trial"]["members"])
+    ids = [m["trial_id"] for m in trial.config["trial"]["members"]]
+    return ids[0] if len(ids) == 1 else f"pack-{ids[0]}-{len(ids)}"
 
 
 def _trainable(spec: SweepSpec) -> Any:

@@ -9,6 +9,7 @@ CLI can print it and exit with code 2 without launching or writing anything.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ __all__ = [
     "SearchSpec",
     "TrialPlan",
     "GRID_SHORTCUTS",
+    "PACK_FIELDS",
+    "pack_plans",
     "load_spec",
     "parse_spec",
     "expand_grid",
@@ -45,6 +48,9 @@ GRID_SHORTCUTS: dict[str, tuple[str, ...]] = {
     "g_lr": ("train.g_lr",),
     "d_lr": ("train.d_lr",),
 }
+
+# Config fields in which the members of one pack may differ (gan_core.Member's fields).
+PACK_FIELDS = ("seed", "init_seed", "data_seed", "train.g_lr", "train.d_lr")
 
 # Record keys (docs/CONTRACTS.md) a search objective may name.
 _MIXTURE_METRICS = ("quality/modes", "quality/hq_fraction", "quality/kl")
@@ -89,6 +95,19 @@ class Execution(_Model):
     reuse_actors: bool = True  # keep Ray workers between trials (0.3 s vs 2.8 s per trial)
     max_concurrent: int | None = Field(None, gt=0)  # None: as many as the resources allow
     storage: str | None = None  # Tune storage (absolute path or URI); None: SWEEP_DIR/tune
+    # Grid points that differ only in seeds and learning rates train as one Tune trial, up to
+    # this many at once (members of one pack: gan_core's member axis). 1: one trial per point.
+    pack_seeds: int = Field(1, gt=0)
+
+
+class EarlyStop(_Model):
+    """Failure-aware stopping: end a run (or mask a pack member) once its failure is confident."""
+
+    enabled: bool = False  # off by default: a triage sweep sees every run to its end
+    patience: int = Field(2, gt=0)  # evaluations the same failure must hold (diverged: at once)
+    on: list[Literal["mode_collapse", "d_dominance"]] = Field(
+        default_factory=lambda: ["mode_collapse", "d_dominance"]
+    )
 
 
 class FloatParam(_Model):
@@ -169,6 +188,7 @@ class SweepSpec(_Model):
     results_dir: str = "runs"  # sweep directories go under here
     tracking: Tracking = Field(default_factory=Tracking)
     execution: Execution = Field(default_factory=Execution)
+    early_stop: EarlyStop = Field(default_factory=EarlyStop)
 
     @field_validator("grid")
     @classmethod
@@ -381,6 +401,23 @@ def expand_grid(spec: SweepSpec) -> list[TrialPlan]:
         cfg = resolve_point(spec, base, point, "grid")
         plans.append(TrialPlan(f"t{i:0{width}d}", point, _overrides(base, cfg), cfg.to_dict()))
     return plans
+
+
+def pack_plans(plans: list[TrialPlan], size: int) -> list[list[TrialPlan]]:
+    """Group grid points that differ only in PACK_FIELDS into packs of at most `size`.
+
+    Packs keep grid order: a pack starts at the first point of its group not yet packed.
+    """
+    from gan_core.config import flatten_config
+
+    groups: dict[str, list[TrialPlan]] = {}
+    for plan in plans:
+        flat = flatten_config(plan.config)
+        shared = {k: v for k, v in flat.items() if k not in PACK_FIELDS}
+        groups.setdefault(json.dumps(shared, sort_keys=True, default=str), []).append(plan)
+    packs = [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
+    order = {p.trial_id: i for i, p in enumerate(plans)}
+    return sorted(packs, key=lambda pack: order[pack[0].trial_id])
 
 
 def _overrides(base: RunConfig, cfg: RunConfig) -> dict[str, Any]:

@@ -2,9 +2,15 @@
 
 A trial's config is `{"trial": {"members": [{"trial_id", "point"}, ...]}}`; each
 member's RunConfig is the sweep's base with its grid point (or search suggestion)
-applied by `spec.resolve_point`, exactly as the driver resolves it. Today a pack
-holds one member; members that differ only in seeds and learning rates can share a
-pack (gan_core's Trainer trains them side by side), which issue 6 will use.
+applied by `spec.resolve_point`, exactly as the driver resolves it. Grid points that
+differ only in seeds and learning rates share a pack when `execution.pack_seeds` > 1:
+gan_core's Trainer trains them side by side on its member axis, and each member is
+still its own row and MLflow run.
+
+A member stops before the others when it diverges, or, with `early_stop.enabled`, once
+gan_core's monitor calls its failure confident (`confident_failure`); its outputs are
+written in that epoch (its weights leave the pack at the next one) and carried in every
+later checkpoint. A pack of one that stops ends its trial, freeing its resources.
 
 Every epoch the trial reports `{"epoch", "objective", "records": {trial_id: record}}`.
 It saves a Tune checkpoint every `checkpoint_every` epochs and at the end; the final
@@ -27,16 +33,13 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .spec import SweepSpec, resolve_point
+from .spec import PACK_FIELDS, SweepSpec, resolve_point
 
 __all__ = ["train_trial", "pack_configs", "member_ids", "objective_value", "CKPT_TRAINER"]
 
 CKPT_TRAINER = "trainer.pt"  # the gan_core checkpoint inside a Tune checkpoint
 CKPT_STATE = "state.json"
 CKPT_MEMBERS = "members"  # members/<trial_id>/{history,verdict,config}.json + figures
-
-# Config fields that may differ between the members of one pack.
-_MEMBER_FIELDS = ("seed", "init_seed", "data_seed", "train.g_lr", "train.d_lr")
 
 
 def member_ids(config: dict[str, Any]) -> list[str]:
@@ -65,7 +68,7 @@ def _shared(cfg: Any) -> dict[str, Any]:
     from gan_core import flatten_config
 
     flat = flatten_config(cfg.to_dict())
-    return {k: v for k, v in flat.items() if k not in _MEMBER_FIELDS}
+    return {k: v for k, v in flat.items() if k not in PACK_FIELDS}
 
 
 def objective_value(history: list[dict[str, float]], metric: str | None) -> float:
@@ -94,6 +97,8 @@ def train_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
     ids = member_ids(config)
     metric = sweep.search.objective.metric if sweep.search else None
     trainer = None
+    # Outputs of members that stopped before the trial ends (their weights leave the pack).
+    stash = Path(tempfile.mkdtemp(prefix="gansweep-members-"))
     try:
         import torch
 
@@ -103,8 +108,8 @@ def train_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
         from gan_core import Trainer
 
         trainer = Trainer(cfg, members=members)
-        resumed_from = _restore(trainer)
-        _train(trainer, sweep, ids, cfgs, metric, resumed_from)
+        resumed_from = _restore(trainer, stash)
+        _train(trainer, sweep, ids, cfgs, metric, stash, resumed_from)
     except Exception as err:  # a bug or bad input in training: a result, never retried
         from ray.exceptions import RayError
 
@@ -122,17 +127,51 @@ def train_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
                 "histories": {tid: h for tid, h in zip(ids, records, strict=True)},
             }
         )
+    finally:
+        shutil.rmtree(stash, ignore_errors=True)
 
 
-def _restore(trainer: Any) -> int:
-    """Load Tune's checkpoint of this trial, if any (a retry or a resumed sweep): its epoch."""
+def _restore(trainer: Any, stash: Path) -> int:
+    """Load Tune's checkpoint of this trial, if any (a retry or a resumed sweep): its epoch.
+
+    Members that had already stopped come back with their saved outputs into `stash`.
+    """
     from ray import tune
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             trainer.load_checkpoint(Path(directory) / CKPT_TRAINER)
+            saved = Path(directory) / CKPT_MEMBERS
+            if saved.is_dir():
+                shutil.copytree(saved, stash, dirs_exist_ok=True)
     return trainer.epoch
+
+
+def _stop_confident_failures(trainer: Any, sweep: SweepSpec, records: dict[int, Any]) -> set[int]:
+    """Failure-aware early stopping: mask the members whose failure is confident (spec.early_stop)."""
+    from gan_core import confident_failure
+
+    rule = sweep.early_stop
+    if not rule.enabled:
+        return set()
+    modes = trainer.dataset.centers
+    stopped = set()
+    for i in records:
+        if not trainer.active[i]:
+            continue
+        found = confident_failure(
+            trainer.history[i],
+            trainer.cfg.monitor,
+            trainer.cfg.train.loss,
+            n_modes=None if modes is None else len(modes),
+            patience=rule.patience,
+            statuses=rule.on,
+        )
+        if found is not None:
+            trainer.stop_member(i)
+            stopped.add(i)
+    return stopped
 
 
 def _train(
@@ -141,6 +180,7 @@ def _train(
     ids: list[str],
     cfgs: list[Any],
     metric: str | None,
+    stash: Path,
     resumed_from: int,
 ) -> None:
     from ray import tune
@@ -149,6 +189,12 @@ def _train(
     every = sweep.checkpoint_every
     reported_final = False
     for records in trainer.epochs():
+        early = _stop_confident_failures(trainer, sweep, records)
+        # Members that stopped this epoch (diverged, or a confident failure) leave the pack when
+        # the next epoch starts: write their outputs now, while their weights are still there.
+        ended = [i for i in records if not trainer.active[i] and not (stash / ids[i]).exists()]
+        for i in ended:
+            _write_member(trainer, stash / ids[i], i, cfgs[i], _member_verdict(trainer, i, i in early))
         final = trainer.epoch >= total or not any(trainer.active)
         result = {
             "epoch": trainer.epoch,
@@ -158,9 +204,9 @@ def _train(
             "resumed_from": resumed_from,
         }
         if final:
-            result.update(_final_fields(trainer, ids))
-        if final or trainer.epoch % every == 0:
-            _report_with_checkpoint(trainer, result, ids, cfgs, final)
+            result.update(_final_fields(trainer, ids, stash))
+        if final or ended or trainer.epoch % every == 0:
+            _report_with_checkpoint(trainer, result, ids, cfgs, stash, final)
         else:
             tune.report(result)
         reported_final = final
@@ -171,19 +217,34 @@ def _train(
             "records": {},
             "final": True,
             "resumed_from": resumed_from,
-            **_final_fields(trainer, ids),
+            **_final_fields(trainer, ids, stash),
         }
-        _report_with_checkpoint(trainer, result, ids, cfgs, True)
+        _report_with_checkpoint(trainer, result, ids, cfgs, stash, True)
 
 
-def _final_fields(trainer: Any, ids: list[str]) -> dict[str, Any]:
-    verdicts = {tid: v.to_dict() for tid, v in zip(ids, trainer.verdicts(), strict=True)}
+def _member_verdict(trainer: Any, index: int, stopped_early: bool) -> dict[str, Any]:
+    return {**trainer.verdicts()[index].to_dict(), "stopped_early": stopped_early}
+
+
+def _final_fields(trainer: Any, ids: list[str], stash: Path) -> dict[str, Any]:
+    verdicts = {}
+    for i, tid in enumerate(ids):
+        saved = stash / tid / "verdict.json"
+        verdicts[tid] = (
+            json.loads(saved.read_text()) if saved.is_file() else _member_verdict(trainer, i, False)
+        )
     return {"verdict": verdicts[ids[0]]["status"], "verdicts": verdicts}
 
 
 def _report_with_checkpoint(
-    trainer: Any, result: dict[str, Any], ids: list[str], cfgs: list[Any], final: bool
+    trainer: Any,
+    result: dict[str, Any],
+    ids: list[str],
+    cfgs: list[Any],
+    stash: Path,
+    final: bool,
 ) -> None:
+    """Report with a Tune checkpoint: trainer state plus every finished member's outputs."""
     from ray import tune
 
     directory = Path(tempfile.mkdtemp(prefix="gansweep-ckpt-"))
@@ -191,11 +252,14 @@ def _report_with_checkpoint(
         trainer.save_checkpoint(directory / CKPT_TRAINER)
         state = {"epoch": trainer.epoch, "trial_ids": ids, "final": final}
         (directory / CKPT_STATE).write_text(json.dumps(state))
+        if stash.is_dir():
+            shutil.copytree(stash, directory / CKPT_MEMBERS)
         if final:
             for i, (tid, cfg) in enumerate(zip(ids, cfgs, strict=True)):
-                _write_member(
-                    trainer, directory / CKPT_MEMBERS / tid, i, cfg, result["verdicts"][tid]
-                )
+                if not (directory / CKPT_MEMBERS / tid).exists():
+                    _write_member(
+                        trainer, directory / CKPT_MEMBERS / tid, i, cfg, result["verdicts"][tid]
+                    )
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(directory)))
     finally:
         shutil.rmtree(directory, ignore_errors=True)
