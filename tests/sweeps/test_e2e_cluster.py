@@ -43,7 +43,7 @@ def _remove_a_busy_worker(root, cluster, workers, removed: list) -> None:
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         # Both running trials (one per worker) have checkpointed, and none has finished.
-        with_ckpt = {p.parent.name for p in (root / "tune" / "grid").glob("t*/checkpoint_*")}
+        with_ckpt = {p.parent.name for p in (root / "tune" / "grid").glob("*/checkpoint_*")}
         if len(with_ckpt) >= 2 and not (root / "trials.parquet").exists():
             cluster.remove_node(workers[0])
             removed.append(time.monotonic())
@@ -83,3 +83,35 @@ def test_node_loss_retries_from_checkpoint(cluster, tmp_path, capsys):
     for run_id in trials.mlflow_run_id:
         steps = [m.step for m in client.get_metric_history(run_id, "loss/d")]
         assert steps == list(range(1, 13))
+
+
+def test_node_loss_retries_a_pack_with_its_stopped_member(cluster, tmp_path, capsys):
+    """Two packs of 4 (seeds x LRs), each with two members that diverge in epoch 1 and leave
+    the pack; a worker is removed mid-sweep. The retried pack resumes from its checkpoint, the
+    stopped members' outputs come back with it, and every member is recorded once."""
+    from sweeps.runner import plan_run, run_sweep
+
+    c, workers = cluster
+    base = {**BASE, "train": {**BASE["train"], "loss_type": "least_squares"}}
+    grid = {"batch_size": [32, 64], "seed": [0, 1], "lr": [1e-3, 1e3]}
+    path = write_sweep(tmp_path, base=base, epochs=12, grid=grid,
+                       failure={"max_failures": 2}, execution={"pack_seeds": 4})
+    plan = plan_run(path)
+    removed: list = []
+    killer = threading.Thread(target=_remove_a_busy_worker, args=(plan.root, c, workers, removed))
+    killer.start()
+    code = run_sweep(plan, address=c.address, triage=False)
+    killer.join()
+    out = capsys.readouterr().out
+    assert removed, "no worker was removed mid-sweep\n" + out
+    assert code == 0 and "(resumed at epoch " in out, out
+    trials = pd.read_parquet(plan.root / "trials.parquet").set_index("trial_id")
+    assert len(trials) == 8 and (trials.status == "ok").all()
+    diverged = trials[trials.lr == 1e3]
+    healthy = trials[trials.lr == 1e-3]
+    assert (diverged.verdict == "diverged").all() and (diverged.epochs_run == 1).all()
+    assert (healthy.epochs_run == 12).all() and (healthy.verdict != "diverged").all()
+    for tid in trials.index:
+        assert (plan.root / "trials" / tid / "samples.png").is_file(), tid
+    epochs = pd.read_parquet(plan.root / "epochs.parquet")
+    assert len(epochs) == 4 * 12 + 4 and not epochs.duplicated(["trial_id", "epoch"]).any()
