@@ -12,8 +12,6 @@ from collections.abc import Sequence
 
 from analysis.errors import AnalysisInputError
 from analysis.normalize import CANONICAL_COLUMNS, DEFAULT_SUCCESS
-from analysis.report import triage_to_report
-from analysis.summary import format_summary
 
 __all__ = ["register", "run_triage", "main"]
 
@@ -110,6 +108,9 @@ def run_triage(args: argparse.Namespace) -> int:
             raise AnalysisInputError(
                 f"--target-confidence must be in [0.5, 1); got {args.target_confidence}"
             )
+        from analysis.report import triage_to_report  # pandas, scipy: only when it runs
+        from analysis.summary import format_summary
+
         result, paths = triage_to_report(
             args.source,
             args.out,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import ListedColormap
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
+
+if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn: the CLI starts fast
+    from matplotlib.figure import Figure
 
 __all__ = ["CAUSE_MARKS", "outcome_matrix", "heatmap_png", "loss_curves_png"]
 
@@ -40,6 +40,8 @@ def outcome_matrix(panel_trials: pd.DataFrame, unit: str) -> tuple[pd.DataFrame,
 
 
 def _png(fig: Figure) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
@@ -51,6 +53,8 @@ def _draw_heatmap(ax, share: pd.DataFrame, marks: pd.DataFrame, title: str) -> N
     values = share.to_numpy(dtype=float)
     coded = np.where(values >= 1, 2.0, np.where(values <= 0, 0.0, 1.0))
     coded[np.isnan(values)] = np.nan
+    from matplotlib.colors import ListedColormap
+
     cmap = ListedColormap(_COLORS).with_extremes(bad="#d9d9d9")
     ax.imshow(
         np.ma.masked_invalid(coded),
@@ -87,6 +91,9 @@ def heatmap_png(panels: list, title: str, unit_word: str) -> bytes:
         PNG bytes. Green: succeeded, red: failed (letters give the cause), orange: replicates
         disagree, grey: not run.
     """
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
     rows = sorted(set().union(*(p[1].index for p in panels)), key=lambda v: (isinstance(v, str), v))
     n_rows = len(rows)
     widths = [0.6 + 0.55 * p[1].shape[1] for p in panels]
@@ -136,6 +143,8 @@ def loss_curves_png(epochs: pd.DataFrame, title: str, onset: float | None = None
     Returns:
         PNG bytes, or None without loss columns.
     """
+    from matplotlib.figure import Figure
+
     keys = [k for k in ("loss/d", "loss/g") if k in epochs.columns and epochs[k].notna().any()]
     if not keys or "epoch" not in epochs.columns:
         return None

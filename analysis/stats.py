@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import hypergeom, norm
 
 __all__ = [
     "fisher_greater",
@@ -43,7 +42,7 @@ def fisher_greater(a, b, c, d) -> np.ndarray:
     fails = a + c
     row1 = a + b
     with np.errstate(invalid="ignore", divide="ignore"):
-        p = hypergeom.sf(a - 1, np.maximum(total, 1), fails, row1)
+        p = _scipy_stats().hypergeom.sf(a - 1, np.maximum(total, 1), fails, row1)
     p = np.where((row1 == 0) | ((c + d) == 0), 1.0, p)
     return np.clip(np.nan_to_num(p, nan=1.0), 0.0, 1.0)
 
@@ -91,7 +90,7 @@ def stratified_exact_greater(n, k, col_n, col_k) -> np.ndarray:
     total[:, 0] = 1.0
     for j in range(strata):
         with np.errstate(invalid="ignore", divide="ignore"):
-            pmf = hypergeom.pmf(
+            pmf = _scipy_stats().hypergeom.pmf(
                 ys[None, :],
                 np.maximum(col_n[:, j : j + 1], 1),
                 col_k[:, j : j + 1],
@@ -173,8 +172,8 @@ def cochran_armitage(counts: pd.DataFrame, score: str = "score") -> TrendTest:
     z = float(t[informative].sum() / np.sqrt(total_v))
     return TrendTest(
         z=z,
-        p_increasing=float(norm.sf(z)),
-        p_two_sided=float(2 * norm.sf(abs(z))),
+        p_increasing=float(_scipy_stats().norm.sf(z)),
+        p_two_sided=float(2 * _scipy_stats().norm.sf(abs(z))),
         strata=int(informative.sum()),
         testable=True,
     )
@@ -194,7 +193,7 @@ def trend_by_stratum(counts: pd.DataFrame, score: str = "score") -> pd.DataFrame
     index, t, v = _strata_stats(counts, score)
     ok = v > 1e-12
     z = np.where(ok, t / np.sqrt(np.where(ok, v, 1.0)), np.nan)
-    return pd.DataFrame({"stratum": index, "z": z, "p_increasing": norm.sf(z), "testable": ok})
+    return pd.DataFrame({"stratum": index, "z": z, "p_increasing": _scipy_stats().norm.sf(z), "testable": ok})
 
 
 def holm(pvalues) -> np.ndarray:
@@ -208,3 +207,10 @@ def holm(pvalues) -> np.ndarray:
     out = np.empty(m)
     out[order] = np.minimum(adjusted, 1.0)
     return out
+
+
+def _scipy_stats():
+    """scipy.stats, imported on first use (about 0.8 s that `gansweep --help` need not pay)."""
+    import scipy.stats
+
+    return scipy.stats
