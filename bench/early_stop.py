@@ -87,8 +87,8 @@ def main() -> None:
     for tid, row in full.iterrows():
         other = early.loc[tid]
         stopped = " (stopped)" if other.stopped_early else ""
-        print(f"{tid:6} {row.batch_size:5d} {row.g_lr:7.0e}  {row.verdict:15} {row.epochs_run:3d} ep  "
-              f"{other.verdict + stopped:27} {other.epochs_run:3d} ep")
+        print(f"{tid:6} {row.batch_size:5d} {row.g_lr:7.0e}  {row.verdict:15} "
+              f"{row.epochs_run:3d} ep  {other.verdict + stopped:27} {other.epochs_run:3d} ep")
     full_epochs, early_epochs = int(full.epochs_run.sum()), int(early.epochs_run.sum())
     saved = 1 - early_epochs / full_epochs
     causes_full = {d.trial_id: d.cause for d in full_triage.diagnoses}

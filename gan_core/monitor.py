@@ -39,9 +39,10 @@ Mode-collapse signals (decisive unless marked):
   stuck. 001 "Mode Collapse Triage / Symptoms" table.
 - PixVar: latest quality/pixvar < collapse_pixvar (0.1). 001 "PixVar: <0.1 = Mode collapse".
 - few modes (2-D mixtures, when the caller passes ``n_modes``): latest quality/modes <=
-  collapse_modes_fraction (0.5, ours) x n_modes (half the modes dropped is collapse) while quality/hq_fraction is not below
-  poor_quality_hq_fraction (few modes and off-mode samples is poor quality: G has not
-  found the data, rather than collapsed onto part of it). 004 "Cluster analysis".
+  collapse_modes_fraction (0.5, ours) x n_modes (half the modes dropped is collapse) while
+  quality/hq_fraction is not below poor_quality_hq_fraction (few modes and off-mode samples
+  is poor quality: G has not found the data, rather than collapsed onto part of it).
+  004 "Cluster analysis".
 - near-duplicate samples (images only: a tight mixture's healthy samples are closer than
   this): latest diversity/min < collapse_min_distance (0.01). 004 detect_mode_collapse.
 - supporting only: D(fake) nearly constant (d/fake_batch_std, or the spread of d/fake

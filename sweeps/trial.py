@@ -149,7 +149,7 @@ def _restore(trainer: Any, stash: Path) -> int:
 
 
 def _stop_confident_failures(trainer: Any, sweep: SweepSpec, records: dict[int, Any]) -> set[int]:
-    """Failure-aware early stopping: mask the members whose failure is confident (spec.early_stop)."""
+    """Failure-aware early stopping (spec.early_stop): mask members whose failure is confident."""
     from gan_core import confident_failure
 
     rule = sweep.early_stop
@@ -194,7 +194,8 @@ def _train(
         # the next epoch starts: write their outputs now, while their weights are still there.
         ended = [i for i in records if not trainer.active[i] and not (stash / ids[i]).exists()]
         for i in ended:
-            _write_member(trainer, stash / ids[i], i, cfgs[i], _member_verdict(trainer, i, i in early))
+            verdict = _member_verdict(trainer, i, i in early)
+            _write_member(trainer, stash / ids[i], i, cfgs[i], verdict)
         final = trainer.epoch >= total or not any(trainer.active)
         result = {
             "epoch": trainer.epoch,

@@ -51,8 +51,24 @@ def _remove_a_busy_worker(root, cluster, workers, removed: list) -> None:
         time.sleep(0.1)
 
 
+def _sweep_losing_a_worker(plan, cluster, workers, capsys) -> str:
+    """Run the sweep while a worker is taken away mid-run; the driver's output."""
+    from sweeps.runner import run_sweep
+
+    removed: list = []
+    args = (plan.root, cluster, workers, removed)
+    killer = threading.Thread(target=_remove_a_busy_worker, args=args)
+    killer.start()
+    code = run_sweep(plan, address=cluster.address, triage=False)
+    killer.join()
+    out = capsys.readouterr().out
+    assert removed, "no worker was removed mid-sweep\n" + out
+    assert code == 0, out
+    return out
+
+
 def test_node_loss_retries_from_checkpoint(cluster, tmp_path, capsys):
-    from sweeps.runner import plan_run, run_sweep
+    from sweeps.runner import plan_run
 
     c, workers = cluster
     path = write_sweep(
@@ -60,15 +76,7 @@ def test_node_loss_retries_from_checkpoint(cluster, tmp_path, capsys):
     )
     plan = plan_run(path)  # Ray is connected: resources are checked against the cluster
     assert len(plan.nodes) == 3
-    removed: list = []
-    killer = threading.Thread(target=_remove_a_busy_worker, args=(plan.root, c, workers, removed))
-    killer.start()
-    code = run_sweep(plan, address=c.address, triage=False)
-    killer.join()
-    out = capsys.readouterr().out
-    (tmp_path / "driver.log").write_text(out)
-    assert removed, "no worker was removed mid-sweep\n" + out
-    assert code == 0, out
+    out = _sweep_losing_a_worker(plan, c, workers, capsys)
     assert "worker lost" in out and "retrying from its last checkpoint" in out, out
     assert "(resumed at epoch " in out, out  # the retry started from a checkpoint
     trials = pd.read_parquet(plan.root / "trials.parquet")
@@ -89,7 +97,7 @@ def test_node_loss_retries_a_pack_with_its_stopped_member(cluster, tmp_path, cap
     """Two packs of 4 (seeds x LRs), each with two members that diverge in epoch 1 and leave
     the pack; a worker is removed mid-sweep. The retried pack resumes from its checkpoint, the
     stopped members' outputs come back with it, and every member is recorded once."""
-    from sweeps.runner import plan_run, run_sweep
+    from sweeps.runner import plan_run
 
     c, workers = cluster
     base = {**BASE, "train": {**BASE["train"], "loss_type": "least_squares"}}
@@ -97,14 +105,8 @@ def test_node_loss_retries_a_pack_with_its_stopped_member(cluster, tmp_path, cap
     path = write_sweep(tmp_path, base=base, epochs=12, grid=grid,
                        failure={"max_failures": 2}, execution={"pack_seeds": 4})
     plan = plan_run(path)
-    removed: list = []
-    killer = threading.Thread(target=_remove_a_busy_worker, args=(plan.root, c, workers, removed))
-    killer.start()
-    code = run_sweep(plan, address=c.address, triage=False)
-    killer.join()
-    out = capsys.readouterr().out
-    assert removed, "no worker was removed mid-sweep\n" + out
-    assert code == 0 and "(resumed at epoch " in out, out
+    out = _sweep_losing_a_worker(plan, c, workers, capsys)
+    assert "(resumed at epoch " in out, out
     trials = pd.read_parquet(plan.root / "trials.parquet").set_index("trial_id")
     assert len(trials) == 8 and (trials.status == "ok").all()
     diverged = trials[trials.lr == 1e3]

@@ -44,7 +44,9 @@ def _sweep(tmp_path, name, uri, **overrides):
             pd.read_parquet(root / "epochs.parquet"), root)
 
 
-def test_packed_sweep_matches_the_unpacked_one_row_for_row(ray_local, mlflow_server, tmp_path, capsys):
+def test_packed_sweep_matches_the_unpacked_one_row_for_row(
+    ray_local, mlflow_server, tmp_path, capsys
+):
     solo, solo_epochs, _ = _sweep(tmp_path, "solo", mlflow_server)
     path = write_sweep(tmp_path, "plan.yaml", name="packed", base=BASE, grid=GRID, epochs=4,
                        execution={"pack_seeds": 16})
