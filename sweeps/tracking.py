@@ -6,6 +6,10 @@ tracking URI (the default SQLite file included), only one process ever writes a
 SQLite store, and every MLflow call is in one place that can survive an
 unreachable server. Each child run is found by its `gansweep.trial_id` tag before
 one is created, which makes resume and `gansweep sync` idempotent.
+
+Every call runs on one writer thread, in order. Per-epoch metrics are buffered and posted
+without waiting (a trial waits for the driver to take each result, so a 25 ms SQLite
+write per epoch would stall every trial); everything else waits for its answer.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
@@ -30,6 +35,8 @@ DEFAULT_URI_HELP = (
 ARTIFACT_FILES = ("samples.png", "dynamics.png", "grad_norms.png", "config.json", "checkpoint.pt")
 
 T = TypeVar("T")
+
+_FLUSH_EVERY_S = 2.0  # a running trial's metrics reach MLflow at most this late
 
 
 def resolve_tracking_uri(cli_uri: str | None, file_uri: str | None) -> str:
@@ -80,6 +87,7 @@ class Tracker:
         self.parent_run_id: str | None = None
         self.down_reason: str | None = None
         self._client: Any = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gansweep-mlflow")
 
     @property
     def available(self) -> bool:
@@ -108,6 +116,14 @@ class Tracker:
         return self.available
 
     def _call(self, fn: Callable[[Any], T], connecting: bool = False) -> T | None:
+        """Run `fn(client)` on the writer thread, after everything posted before, and wait."""
+        return self._writer.submit(self._run, fn, connecting).result()
+
+    def _post(self, fn: Callable[[Any], Any]) -> None:
+        """Run `fn(client)` on the writer thread without waiting (errors mark tracking down)."""
+        self._writer.submit(self._run, fn, False)
+
+    def _run(self, fn: Callable[[Any], T], connecting: bool) -> T | None:
         if self.down_reason is not None or (self.experiment_id is None and not connecting):
             return None
         try:
@@ -149,6 +165,9 @@ class Tracker:
         return self.parent_run_id
 
     def _exists(self, run_id: str) -> bool:
+        return self._writer.submit(self._exists_here, run_id).result()
+
+    def _exists_here(self, run_id: str) -> bool:
         from mlflow.exceptions import MlflowException
 
         try:
@@ -209,8 +228,9 @@ class MlflowSink:
     """One trial's child run: start / log_params / log(metrics, step) / finish.
 
     Hides MLflow's quirks: params are flattened and truncated to MLflow's limits,
-    metrics of an epoch go in one `log_batch`, and an epoch already in the run (a
-    retried trial, a resumed driver, a second sync) is never logged twice.
+    metrics are buffered and posted in one `log_batch` every few seconds, and an epoch
+    already in the run (a retried trial, a resumed driver, a second sync) is never logged
+    twice.
     """
 
     def __init__(self, tracker: Tracker, trial_id: str, ray_trial_id: str | None = None):
@@ -221,6 +241,8 @@ class MlflowSink:
         self.finished = False
         self._steps: set[int] = set()
         self._params: set[str] = set()
+        self._pending: list[Any] = []  # mlflow Metric entries not posted yet
+        self._posted_at = time.monotonic()
 
     def start(self) -> str | None:
         """Find this trial's child run or create it. Returns its id (None when offline)."""
@@ -274,19 +296,28 @@ class MlflowSink:
         self._params.update(p.key for p in params)
 
     def log(self, metrics: dict[str, float], step: int) -> None:
-        """One epoch's record in one batch (split at MLflow's per-batch limit)."""
+        """One epoch's record: buffered, posted with the others every few seconds."""
         from mlflow.entities import Metric
-        from mlflow.utils.validation import MAX_METRICS_PER_BATCH
 
         if self.run_id is None or step in self._steps:
             return
         now = int(time.time() * 1000)
-        entries = [Metric(k, _number(v), now, step) for k, v in metrics.items() if _is_number(v)]
+        self._pending += [
+            Metric(k, _number(v), now, step) for k, v in metrics.items() if _is_number(v)
+        ]
+        self._steps.add(step)
+        if time.monotonic() - self._posted_at >= _FLUSH_EVERY_S:
+            self._post_pending()
+
+    def _post_pending(self) -> None:
+        from mlflow.utils.validation import MAX_METRICS_PER_BATCH
+
+        entries, self._pending = self._pending, []
+        self._posted_at = time.monotonic()
+        run_id = self.run_id
         for i in range(0, len(entries), MAX_METRICS_PER_BATCH):
             chunk = entries[i : i + MAX_METRICS_PER_BATCH]
-            self.tracker._call(lambda c, chunk=chunk: c.log_batch(self.run_id, metrics=chunk))
-        if self.tracker.available:
-            self._steps.add(step)
+            self.tracker._post(lambda c, chunk=chunk: c.log_batch(run_id, metrics=chunk))
 
     def finish(
         self,
@@ -303,11 +334,14 @@ class MlflowSink:
             return False
         if self.finished:
             return True
+        from mlflow.entities import RunTag
+
         for record in records:
             self.log(record, int(record.get("epoch", 0)))
+        self._post_pending()
         t = self.tracker
-        for key, value in tags.items():
-            t._call(lambda c, k=key, v=value: c.set_tag(self.run_id, k, v))
+        run_tags = [RunTag(k, v) for k, v in tags.items()]
+        t._call(lambda c: c.log_batch(self.run_id, tags=run_tags))
         if artifacts is not None and artifacts.is_dir():
             for name in ARTIFACT_FILES:
                 if (artifacts / name).is_file():
