@@ -206,19 +206,34 @@ def test_lr_milestones_decay_each_members_own_rates_like_multisteplr():
     assert seen[-1][0][1] == pytest.approx(2e-5, rel=1e-6)
 
 
-def test_pack_members_match_solo_runs():
-    cfg = RunConfig.from_dict({
-        "data": {"name": "digits"}, "eval": {"every": 0, "n_samples": 100},
-        "generator": {"arch": "dcgan", "latent_dim": 8, "base_channels": 8},
-        "discriminator": {"arch": "dcgan", "base_channels": 8, "norm": "batch"},
-        "train": {"epochs": 1, "batch_size": 32, "steps_per_epoch": 10}})
+DIGITS_DCGAN = {"data": {"name": "digits"}, "eval": {"every": 0, "n_samples": 100},
+                "generator": {"arch": "dcgan", "latent_dim": 8, "base_channels": 8}}
+
+
+@pytest.mark.parametrize("values", [
+    {**DIGITS_DCGAN, "discriminator": {"arch": "dcgan", "base_channels": 8, "norm": "batch"}},
+    {**DIGITS_DCGAN, "discriminator": {"arch": "dcgan", "base_channels": 8, "spectral_norm": True},
+     "train": {"loss_type": "hinge", "r1_weight": 1.0}},
+    {**RING, "generator": {"batch_norm": True}, "discriminator": {"norm": "layer"},
+     "train": {"loss_type": "wasserstein", "gp_weight": 10.0, "n_critic": 2}},
+    {**RING, "discriminator": {"spectral_norm": True, "pac": 2},
+     "train": {"loss_type": "least_squares", "r1_weight": 0.5}},
+    {**RING, "train": {"loss_type": "vanilla", "label_smoothing": 0.1, "clip_threshold": 0.05,
+                       "optimizer": "rmsprop"}},
+], ids=["dcgan-bn", "dcgan-sn-hinge-r1", "mlp-wgan-gp-bn", "mlp-sn-pac-lsgan-r1", "mlp-vanilla-clip"])
+def test_pack_members_match_solo_runs(values):
+    # Tolerance: a pack's batched kernels (bmm, grouped conv) sum in another order than a run
+    # alone; after 10 steps members agree to rel 1e-4 (measured: ~1e-6 typical).
+    values = json.loads(json.dumps(values))
+    values["train"] = {**values.get("train", {}), "epochs": 1, "batch_size": 32, "steps_per_epoch": 10}
+    cfg = RunConfig.from_dict(values)
     members = [Member(1, 11), Member(2, 12, g_lr=5e-4), Member(3, 13)]
     packed, _ = run_records(cfg, members)
     for i, member in enumerate(members):
         solo, _ = run_records(cfg, [member])
         for key, value in solo[-1][0].items():
             if not key.startswith("time/"):
-                assert packed[-1][i][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+                assert packed[-1][i][key] == pytest.approx(value, rel=1e-4, abs=1e-6, nan_ok=True), key
 
 
 def test_generate_interpolate_and_artifacts(tmp_path):
