@@ -41,11 +41,19 @@ Generators = Sequence[torch.Generator]
 
 def member_randn(gens: Generators, shape: Sequence[int], device: torch.device) -> Tensor:
     """(M, *shape) standard normals, slice m drawn from member m's own generator."""
-    return torch.stack([torch.randn(tuple(shape), generator=g, device=device) for g in gens])
+    # Filling slices in place draws what torch.randn(shape, generator=g) would, minus a copy.
+    out = torch.empty((len(gens), *shape), device=device)
+    for row, g in zip(out, gens, strict=True):
+        row.normal_(generator=g)
+    return out
 
 
 def member_rand(gens: Generators, shape: Sequence[int], device: torch.device) -> Tensor:
-    return torch.stack([torch.rand(tuple(shape), generator=g, device=device) for g in gens])
+    """(M, *shape) uniforms in [0, 1), slice m drawn from member m's own generator."""
+    out = torch.empty((len(gens), *shape), device=device)
+    for row, g in zip(out, gens, strict=True):
+        row.uniform_(generator=g)
+    return out
 
 
 def to_packed(x: Tensor) -> Tensor:

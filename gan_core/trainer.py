@@ -27,7 +27,7 @@ from .layers import MemberDropout, member_rand, member_randn
 from .losses import get_loss
 from .models import build_models
 from .monitor import Verdict, divergence, verdict
-from .optim import MemberOptimizer
+from .optim import MemberOptimizer, backward
 from .regularizers import (
     PENALTIES,
     clip_fraction,
@@ -288,7 +288,7 @@ class Trainer:
                 total = total + weight * value
                 metrics[penalty.key] = value
         self.opt_d.zero_grad()
-        total.sum().backward()
+        backward(total.sum())
         metrics.update(self._grad_norms("d"))
         self.opt_d.step()
         if t.clip_threshold is not None:
@@ -327,10 +327,9 @@ class Trainer:
             total = total + t.feature_matching_weight * feature_matching(
                 real_features, fake_features
             )
-        # Differentiate with respect to G only: D's gradients from G's loss are never applied.
-        grads = torch.autograd.grad(total.sum(), self.opt_g.params, allow_unused=True)
-        for p, grad in zip(self.opt_g.params, grads):
-            p.grad = grad
+        # Differentiate with respect to G only: D's gradients from G's loss are never computed.
+        self.opt_g.zero_grad()
+        backward(total.sum(), self.opt_g.params)
         metrics = self._grad_norms("g")
         self.opt_g.step()
         with torch.no_grad():
@@ -344,17 +343,24 @@ class Trainer:
         noise = instance_noise_std(t.instance_noise, t.instance_noise_epochs, self.epoch + 1)
         d_steps = self.steps_per_epoch * t.n_critic
         order = None if self.dataset.fresh else self._epoch_order(d_steps)
-        sums: dict[str, Tensor] = {}
-        d_losses = []
+        # Each step's metrics as one (K, M) row; averaged once at the end of the epoch.
+        rows: dict[tuple[str, ...], list[Tensor]] = {}
         for step in range(self.steps_per_epoch):
             for k in range(t.n_critic):
                 real, labels = self._real_batch(order, step * t.n_critic + k)
                 _, d_metrics = self.discriminator_step(real, labels, noise)
-                d_losses.append(0.5 * (d_metrics["loss/d_real"] + d_metrics["loss/d_fake"]))
-                _accumulate(sums, d_metrics, 1.0 / d_steps)
+                _accumulate(rows, d_metrics)
             _, g_metrics = self.generator_step(real, labels)
-            _accumulate(sums, g_metrics, 1.0 / self.steps_per_epoch)
-        sums["stability/loss_var"] = torch.stack(d_losses).var(dim=0, correction=0)
+            _accumulate(rows, g_metrics)
+        sums: dict[str, Tensor] = {}
+        with torch.no_grad():
+            for keys, steps in rows.items():
+                table = torch.stack(steps)  # (steps, K, M)
+                sums.update(zip(keys, table.mean(dim=0).unbind(0)))
+                if "loss/d_real" in keys:
+                    real_fake = table[:, [keys.index("loss/d_real"), keys.index("loss/d_fake")]]
+                    d_loss = 0.5 * (real_fake[:, 0] + real_fake[:, 1])
+                    sums["stability/loss_var"] = d_loss.var(dim=0, correction=0)
         return sums
 
     def _records(self, stats: dict[str, Tensor], seconds: float) -> dict[int, dict[str, float]]:
@@ -521,16 +527,17 @@ class Trainer:
 
     def _grad_norms(self, net: str) -> dict[str, Tensor]:
         """Per-layer and total gradient norms per member, as (M,) tensors (no host sync)."""
-        out: dict[str, Tensor] = {}
-        total = None
-        for layer, params in self._layers[net].items():
-            sq = sum((p.grad.flatten(1) ** 2).sum(dim=1) for p in params if p.grad is not None)
-            if isinstance(sq, int):
-                continue
-            out[f"grad/{net}/{layer}"] = sq.sqrt()
-            total = sq if total is None else total + sq
-        if total is not None:
-            out[f"grad/{net}_norm"] = total.sqrt()
+        opt = self.opt_d if net == "d" else self.opt_g
+        layers = [
+            (name, params)
+            for name, params in self._layers[net].items()
+            if any(p.grad is not None for p in params)
+        ]
+        if not layers:
+            return {}
+        norms = opt.grad_norms([params for _, params in layers])
+        out = {f"grad/{net}/{name}": norm for (name, _), norm in zip(layers, norms)}
+        out[f"grad/{net}_norm"] = torch.linalg.vector_norm(torch.stack(norms), dim=0)
         return out
 
 
@@ -542,10 +549,10 @@ def _layer_params(model: torch.nn.Module) -> dict[str, list[Tensor]]:
     return layers
 
 
-def _accumulate(sums: dict[str, Tensor], metrics: dict[str, Tensor], weight: float) -> None:
-    for k, v in metrics.items():
-        v = v.detach() * weight
-        sums[k] = sums[k] + v if k in sums else v
+def _accumulate(rows: dict[tuple[str, ...], list[Tensor]], metrics: dict[str, Tensor]) -> None:
+    """Append one step's metrics, stacked into one (K, M) tensor, under their key tuple."""
+    with torch.no_grad():
+        rows.setdefault(tuple(metrics), []).append(torch.stack(list(metrics.values())))
 
 
 @torch.no_grad()
