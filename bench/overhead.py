@@ -46,6 +46,7 @@ def run(sweep: Path, workdir: Path) -> dict:
     local = workdir / sweep.name
     local.write_text(yaml.safe_dump(values, sort_keys=False))
 
+    started = datetime.now(timezone.utc)
     start = time.perf_counter()
     code = main(["run", str(local), "--no-triage", "--out", str(workdir / "sweep")])
     wall = time.perf_counter() - start
@@ -63,6 +64,13 @@ def run(sweep: Path, workdir: Path) -> dict:
         .sum()
     )
     ideal = training / cores_used
+    first_start = pd.to_datetime(trials.started_at).min()
+    last_finish = pd.to_datetime(trials.finished_at).max()
+    # Where the rest went: before the first trial started (Ray start, planning, MLflow set-up),
+    # inside trials beyond their training epochs (worker and trainer set-up, checkpoints,
+    # figures, result round trips; per core), and after the last trial (shutdown).
+    before_first = (first_start - pd.Timestamp(started)).total_seconds()
+    after_last = wall - (last_finish - pd.Timestamp(started)).total_seconds()
     return {
         "sweep": str(sweep.relative_to(ROOT) if sweep.is_relative_to(ROOT) else sweep),
         "trials": int(len(trials)),
@@ -73,6 +81,9 @@ def run(sweep: Path, workdir: Path) -> dict:
         "training_s": round(training, 2),
         "trial_wall_s": round(trial_wall, 2),
         "ideal_s": round(ideal, 2),
+        "before_first_trial_s": round(before_first, 2),
+        "inside_trials_per_core_s": round((trial_wall - training) / cores_used, 2),
+        "after_last_trial_s": round(after_last, 2),
         "sweep_overhead_ratio": round(wall / ideal, 3),
         "trial_overhead_ratio": round(trial_wall / training, 3),
         "date": datetime.now(timezone.utc).date().isoformat(),
@@ -92,6 +103,11 @@ def main() -> int:
         f"{result['cores_used']} cores -> ideal {result['ideal_s']} s"
     )
     print(f"trial wall time / own training time: {result['trial_overhead_ratio']}")
+    print(
+        f"overhead: {result['before_first_trial_s']} s before the first trial, "
+        f"{result['inside_trials_per_core_s']} s per core inside trials beyond training, "
+        f"{result['after_last_trial_s']} s after the last"
+    )
     print(f"sweep_overhead_ratio={result['sweep_overhead_ratio']}")
     (HERE / "overhead.json").write_text(json.dumps(result, indent=2) + "\n")
     return 0

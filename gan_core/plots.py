@@ -129,7 +129,7 @@ def plot_dynamics(history: History, path: PathLike, smooth: int | None = None) -
     ax_acc.set(ylim=(0, 1), ylabel="Accuracy", title="Discriminator Accuracy")
     for ax in (ax_raw, ax_smooth, ax_out, ax_acc):
         _legend(ax)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.08, top=0.95, hspace=0.35, wspace=0.2)
     return _save(fig, path)
 
 
@@ -189,7 +189,7 @@ def plot_grad_norms(history: History, path: PathLike) -> Path:
     _log_bars(
         fig.add_subplot(2, 2, 4), _last_layers(history, "grad/d/"), f"Discriminator (epoch {epoch})"
     )
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.08, top=0.95, hspace=0.35, wspace=0.2)
     return _save(fig, path)
 
 
@@ -228,7 +228,7 @@ def _scatter(points: np.ndarray, centers: Any, path: PathLike) -> Path:
     ax.set_aspect("equal", adjustable="datalim")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.08, top=0.95, hspace=0.35, wspace=0.2)
     return _save(fig, path)
 
 

@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -362,6 +363,19 @@ def _fit(tuner: Any, sweep_dir: SweepDir) -> int:
     return 0
 
 
+def _warm_tracking(plan: SweepPlan) -> threading.Thread:
+    """Import MLflow and create its store and experiment while Ray starts (about 3 s each).
+
+    The sweep's Recorder connects afterwards and finds them ready; a store that cannot be
+    reached is reported by the Recorder, so this thread stays silent.
+    """
+    experiment = plan.spec.tracking.experiment or plan.spec.name
+    tracker = Tracker(plan.tracking_uri, experiment, sweep_id="", say=lambda message: None)
+    thread = threading.Thread(target=tracker.connect, name="gansweep-mlflow-warm", daemon=True)
+    thread.start()
+    return thread
+
+
 # ---------------------------------------------------------------------- commands
 def run_sweep(
     plan: SweepPlan, address: str | None = None, dashboard: bool = False, triage: bool = True
@@ -370,7 +384,9 @@ def run_sweep(
     from ray import tune
 
     name = "grid"
+    warming = _warm_tracking(plan)
     with ray_session(address, dashboard):
+        warming.join()
         sweep_dir = _create_dir(plan)
         sweep_dir.update_meta(tune_experiments=[name], address=address)
         say(f"sweep {plan.spec.name}: {plan.n_trials} trials -> {sweep_dir.root}")
@@ -400,7 +416,9 @@ def search_sweep(
 
     spec = plan.spec
     assert spec.search is not None
+    warming = _warm_tracking(plan)
     with ray_session(address, dashboard):
+        warming.join()
         sweep_dir = _create_dir(plan)
         meta = sweep_dir.read_meta()
         name = f"search-{len(meta['tune_experiments']) + 1}"
