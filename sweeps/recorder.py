@@ -243,6 +243,8 @@ class Recorder:
         """End of this driver's part: close the parent run, tell what was not logged."""
         if self.tables.trials:
             self.tables.flush()
+        for sink in self.sinks.values():  # unfinished trials (an interrupted sweep) keep theirs
+            sink.flush()
         self.tracker.finish_parent("FINISHED" if complete else "KILLED")
         missing = self.unlogged()
         if missing:

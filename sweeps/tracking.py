@@ -307,9 +307,10 @@ class MlflowSink:
         ]
         self._steps.add(step)
         if time.monotonic() - self._posted_at >= _FLUSH_EVERY_S:
-            self._post_pending()
+            self.flush()
 
-    def _post_pending(self) -> None:
+    def flush(self) -> None:
+        """Post the buffered metrics now (in order, after everything posted before)."""
         from mlflow.utils.validation import MAX_METRICS_PER_BATCH
 
         entries, self._pending = self._pending, []
@@ -338,7 +339,7 @@ class MlflowSink:
 
         for record in records:
             self.log(record, int(record.get("epoch", 0)))
-        self._post_pending()
+        self.flush()
         t = self.tracker
         run_tags = [RunTag(k, v) for k, v in tags.items()]
         t._call(lambda c: c.log_batch(self.run_id, tags=run_tags))

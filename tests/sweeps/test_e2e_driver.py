@@ -84,8 +84,10 @@ def _check_complete(root: Path, n: int, epochs: int) -> pd.DataFrame:
     assert sorted(r.data.tags["gansweep.trial_id"] for r in children) == sorted(trials.trial_id)
     client = MlflowClient(meta["tracking_uri"])
     for run in children:
+        # Every epoch exactly once. A killed driver loses the last ~2 s of buffered metrics;
+        # the resumed one fills them in when the trial ends (so they may come last in time).
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss/d")]
-        assert steps == list(range(1, epochs + 1)), steps
+        assert sorted(steps) == list(range(1, epochs + 1)), steps
         assert run.info.status == "FINISHED"
     epochs_table = pd.read_parquet(root / "epochs.parquet")
     assert len(epochs_table) == n * epochs
