@@ -146,6 +146,7 @@ class MonitorConfig:
     poor_quality_is: float | None = 2.0  # images: IS below this (001: < 2.0 limited)
     collapse_d_accuracy_tol: float = 0.05  # "D accuracy stuck at 50%": within this of 0.5
     collapse_min_distance: float = 0.01  # images: min pairwise sample distance (004)
+    collapse_diversity_ratio: float = 0.01  # samples' mean pairwise distance / the data's
     converged_tol: float = 0.1  # D(real), D(fake) within this of 0.5 is converged (004)
     early_real: float = 0.9  # early training: D(real) above this ...
     early_fake: float = 0.1  # ... and D(fake) below this (004)

@@ -118,6 +118,7 @@ class MemberLinear(nn.Module):
         gens: Generators,
         spectral_norm: bool = False,
         init_std: float | None = None,
+        bias: bool = True,
     ):
         super().__init__()
         bound = 1.0 / math.sqrt(in_features)
@@ -126,15 +127,19 @@ class MemberLinear(nn.Module):
         else:
             weight = _normal((out_features, in_features), 0.0, init_std, gens)
         self.weight = nn.Parameter(weight)
-        self.bias = nn.Parameter(
-            _uniform((out_features,), bound, gens)
-            if init_std is None
-            else torch.zeros(len(gens), out_features)
-        )
+        self.bias = None
+        if bias:
+            self.bias = nn.Parameter(
+                _uniform((out_features,), bound, gens)
+                if init_std is None
+                else torch.zeros(len(gens), out_features)
+            )
         self.sn = _SpectralNorm(self.weight.shape, gens) if spectral_norm else None
 
     def forward(self, x: Tensor) -> Tensor:
         weight = self.sn(self.weight) if self.sn is not None else self.weight
+        if self.bias is None:
+            return torch.bmm(x, weight.transpose(1, 2))
         return torch.baddbmm(self.bias.unsqueeze(1), x, weight.transpose(1, 2))
 
 

@@ -161,6 +161,16 @@ class Discriminator(nn.Module):
         return self.head(head_in).squeeze(2), features
 
 
+def _needs_bias(norm: str, conv: bool) -> bool:
+    """Whether a layer that feeds `norm` ("none" when nothing) needs a bias.
+
+    Batch norm, and on feature maps instance norm, subtracts a per-channel mean that cancels
+    the bias: its gradient is zero up to rounding, which Adam scales up to lr-sized random
+    steps, and eval-mode batch norm (a running mean that lags) passes them to the samples.
+    """
+    return norm not in (("batch", "instance") if conv else ("batch",))
+
+
 def _mlp(
     in_dim: int,
     hidden: Sequence[int],
@@ -179,8 +189,10 @@ def _mlp(
     layers: list[nn.Module] = []
     dims = [in_dim, *hidden]
     for i in range(len(hidden)):
-        layers.append(MemberLinear(dims[i], dims[i + 1], gens, spectral_norm))
-        if norm != "none" and (norm_first or i > 0):
+        normed = norm != "none" and (norm_first or i > 0)
+        bias = _needs_bias(norm if normed else "none", conv=False)
+        layers.append(MemberLinear(dims[i], dims[i + 1], gens, spectral_norm, bias=bias))
+        if normed:
             layers.append(MemberNorm(norm, dims[i + 1], len(gens)))
         layers.append(activation(act))
         if dropout:
@@ -201,7 +213,9 @@ class _DCGANGenerator(nn.Module):
         ups = int(math.log2(side // 4))
         widths = [cfg.base_channels * 2 ** (ups - 1 - i) for i in range(ups)]  # 4x4 ... last hidden
         self.members, self.c0 = len(gens), widths[0]
-        self.project = MemberLinear(in_dim, widths[0] * 16, gens, cfg.spectral_norm, init_std=0.02)
+        self.project = MemberLinear(
+            in_dim, widths[0] * 16, gens, cfg.spectral_norm, init_std=0.02, bias=False
+        )
         self.norm0 = MemberNorm("batch", widths[0], len(gens))
         act = activation(cfg.activation)
         layers: list[nn.Module] = [self.norm0, act]
@@ -233,8 +247,10 @@ class _DCGANFeatures(nn.Module):
         layers: list[nn.Module] = []
         prev = in_channels
         for i, width in enumerate(widths):
-            layers.append(MemberConv2d(prev, width, 4, 2, 1, gens, cfg.spectral_norm))
-            if cfg.norm != "none" and i > 0:  # never on D's input layer
+            normed = cfg.norm != "none" and i > 0  # never on D's input layer
+            bias = _needs_bias(cfg.norm if normed else "none", conv=True)
+            layers.append(MemberConv2d(prev, width, 4, 2, 1, gens, cfg.spectral_norm, bias=bias))
+            if normed:
                 layers.append(MemberNorm(cfg.norm, width, len(gens)))
             layers.append(activation(cfg.activation))
             if cfg.dropout:

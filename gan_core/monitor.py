@@ -45,6 +45,10 @@ Mode-collapse signals (decisive unless marked):
   004 "Cluster analysis".
 - near-duplicate samples (images only: a tight mixture's healthy samples are closer than
   this): latest diversity/min < collapse_min_distance (0.01). 004 detect_mode_collapse.
+- one point (any data): latest diversity/ratio (mean pairwise distance of the samples over
+  the real data's) < collapse_diversity_ratio (0.01, ours): G maps every latent to nearly
+  the same sample, on a mode or off every mode. 004 "low pairwise distance"; scale-free, so
+  it also holds for 2-D mixtures, where the min-distance rule cannot.
 - supporting only: D(fake) nearly constant (d/fake_batch_std, or the spread of d/fake
   over the window, < collapse_d_fake_std = 0.01; 004 GANMonitor). It is added to the
   evidence but never decides alone: a saturated D (every fake scored 0) or a converged
@@ -124,7 +128,7 @@ _QUALITY_KEYS = (
     "quality/hq_fraction",
     "quality/kl",
 )
-_EVAL_KEYS = _QUALITY_KEYS + ("diversity/mean", "diversity/min", "diversity/std")
+_EVAL_KEYS = _QUALITY_KEYS + ("diversity/mean", "diversity/min", "diversity/std", "diversity/ratio")
 
 
 @dataclass(frozen=True)
@@ -415,6 +419,11 @@ _COLLAPSE_SIGNALS: tuple[Callable[[_Context], _Finding | None], ...] = (
     _signal_latest("quality/pixvar", lambda ctx: ctx.cfg.collapse_pixvar, "low pixel variance"),
     _signal_few_modes,
     _signal_latest("diversity/min", _duplicates_limit, "near-duplicate samples"),
+    _signal_latest(
+        "diversity/ratio",
+        lambda ctx: ctx.cfg.collapse_diversity_ratio,
+        "samples far less spread than the data",
+    ),
 )
 
 

@@ -6,7 +6,8 @@ Pure functions on tensors (float32 or float64, CPU or CUDA; they compute in floa
   ``quality/hq_fraction``, ``quality/kl``, with the definitions of VEEGAN and PacGAN (below).
 * Images: `frechet_distance` (FID), `kid`, `inception_score`, `pixvar`, on the embedding of a
   feature extractor from `gan_core.features`.
-* Any samples: `pairwise_stats` -> ``diversity/mean``, ``diversity/min``, ``diversity/std``.
+* Any samples: `pairwise_stats` -> ``diversity/mean``, ``diversity/min``, ``diversity/std``;
+  the evaluator adds ``diversity/ratio``, the generated mean distance over the real data's.
 
 `QualityEvaluator` picks the metrics for a data set's kind and returns the record keys of
 docs/CONTRACTS.md.
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -74,7 +76,9 @@ MIN_HQ_PER_MODE = 1  # VEEGAN "at least one high quality sample"; PacGAN counts 
 
 MIXTURE_KEYS = ("quality/modes", "quality/hq_fraction", "quality/kl")
 IMAGE_KEYS = ("quality/fid", "quality/kid", "quality/is", "quality/pixvar")
-DIVERSITY_KEYS = ("diversity/mean", "diversity/min", "diversity/std")
+PAIRWISE_KEYS = ("diversity/mean", "diversity/min", "diversity/std")
+# diversity/ratio: generated over real mean pairwise distance (scale-free; 1 = as spread as the data)
+DIVERSITY_KEYS = PAIRWISE_KEYS + ("diversity/ratio",)
 
 
 # --- 2-D mixtures ----------------------------------------------------------------------------
@@ -402,7 +406,7 @@ def pairwise_stats(samples: Tensor, max_n: int = 1000) -> dict[str, float]:
     """
     n = len(samples)
     if n < 2:
-        return dict.fromkeys(DIVERSITY_KEYS, math.nan)
+        return dict.fromkeys(PAIRWISE_KEYS, math.nan)
     idx = torch.linspace(0, n - 1, min(n, max_n), dtype=torch.float64).round().long()
     x = samples.detach()[idx.to(samples.device)].double().reshape(len(idx), -1)
     # float64 matmul form: ~20x faster than exact differences; duplicates come out ~1e-6, not 0.
@@ -516,7 +520,14 @@ class QualityEvaluator:
         elif self.mixture:
             out.update(mixture_metrics(x, self.dataset.centers, float(self.dataset.std)))
         out.update(pairwise_stats(x, self.max_pairwise))
+        real = self.real_mean_distance
+        out["diversity/ratio"] = out["diversity/mean"] / real if real > 0 else math.nan
         return out
+
+    @cached_property
+    def real_mean_distance(self) -> float:
+        """Mean pairwise distance of the real data (evenly spaced subset), computed once."""
+        return pairwise_stats(self.dataset.x, self.max_pairwise)["diversity/mean"]
 
     def _image_metrics(self, extractor: FeatureExtractor, x: Tensor) -> dict[str, float]:
         real = extractor.real

@@ -58,7 +58,7 @@ _IMAGE_METRICS = ("quality/fid", "quality/kid", "quality/is", "quality/pixvar")
 _OBJECTIVE_METRICS = (
     _MIXTURE_METRICS
     + _IMAGE_METRICS
-    + ("diversity/mean", "diversity/min", "diversity/std")
+    + ("diversity/mean", "diversity/min", "diversity/std", "diversity/ratio")
     + ("loss/d", "loss/g", "loss/w_dist", "d/accuracy", "g/accuracy", "stability/dg_ratio")
 )
 _MIXTURE_DATA = ("ring", "grid")

@@ -57,10 +57,12 @@ def _history(n: int = 20, kind: str = "mixture", every: int = 5) -> list[dict[st
         if kind == "mixture":
             # Tight modes: a tiny min pairwise distance is healthy here.
             rec.update({"quality/modes": 8, "quality/hq_fraction": 0.92, "quality/kl": 0.02})
-            rec.update({"diversity/mean": 1.1, "diversity/min": 1e-4, "diversity/std": 0.6})
+            rec.update({"diversity/mean": 1.1, "diversity/min": 1e-4, "diversity/std": 0.6,
+                        "diversity/ratio": 0.42})
         else:
             rec.update({"quality/fid": 35.0, "quality/kid": 0.01, "quality/is": 8.5})
-            rec.update({"quality/pixvar": 0.3, "diversity/mean": 9.0, "diversity/min": 3.0})
+            rec.update({"quality/pixvar": 0.3, "diversity/mean": 9.0, "diversity/min": 3.0,
+                        "diversity/ratio": 0.9})
     return history
 
 
@@ -182,6 +184,19 @@ def test_few_modes_with_off_mode_samples_is_poor_quality_not_collapse():
     history = _set(_history(), {"quality/modes": 0, "quality/hq_fraction": 0.0}, since=15)
     v = verdict(history, CFG, "non_saturating", n_modes=8)
     assert (v.status, v.onset_epoch, v.problems) == ("poor_quality", 15, ("poor_quality",))
+    spread = _set(_history(), {"quality/modes": 0, "quality/hq_fraction": 0.0,
+                               "diversity/ratio": 0.3}, since=15)
+    assert verdict(spread, CFG, "non_saturating", n_modes=8).status == "poor_quality"
+
+
+def test_samples_on_one_point_off_every_mode_are_mode_collapse():
+    # Measured on a real ring run (a 2-unit G, seed 3): every sample at one point between the
+    # modes, mean pairwise distance 1e-4 against the data's ~2.6.
+    one_point = {"quality/modes": 0, "quality/hq_fraction": 0.0, "diversity/ratio": 4e-5}
+    v = verdict(_set(_history(), one_point, since=15), CFG, "non_saturating", n_modes=8)
+    assert (v.status, v.onset_epoch) == ("mode_collapse", 15)
+    assert v.evidence["diversity/ratio"] == 4e-5
+    assert v.problems[:1] == ("mode_collapse",)
 
 
 def test_modes_rule_needs_the_number_of_modes():

@@ -445,9 +445,13 @@ def test_evaluator_points_keys_and_values():
             "diversity/mean",
             "diversity/min",
             "diversity/std",
+            "diversity/ratio",
         }
     )
     assert out["quality/modes"] == 2.0 and out["quality/hq_fraction"] == pytest.approx(0.7)
+    # The real points themselves are exactly as spread as the data; halved, half as spread.
+    assert out["diversity/ratio"] == pytest.approx(1.0)
+    assert ev(torch.tensor(POINTS) * 0.5)["diversity/ratio"] == pytest.approx(0.5)
     assert all(math.isnan(v) for v in ev(torch.full((4, 2), float("nan"))).values())
     plain = Dataset(
         name="pts",
@@ -459,11 +463,9 @@ def test_evaluator_points_keys_and_values():
         fresh=False,
         cache_key="pts",
     )
-    assert set(QualityEvaluator(plain)(torch.randn(6, 3))) == {
-        "diversity/mean",
-        "diversity/min",
-        "diversity/std",
-    }
+    plain_out = QualityEvaluator(plain)(torch.randn(6, 3))
+    assert set(plain_out) == {"diversity/mean", "diversity/min", "diversity/std", "diversity/ratio"}
+    assert math.isnan(plain_out["diversity/ratio"])  # real data all one point: no scale
     with pytest.raises(ValueError, match="expected"):
         ev(torch.zeros(4, 3))
 

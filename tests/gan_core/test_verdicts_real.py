@@ -45,9 +45,10 @@ def seeds(*values: int) -> list[Member]:
 
 # A generator with a 2-unit bottleneck (one hidden layer of 2 ReLUs) against the default
 # 128x128 discriminator, non-saturating loss, lr 1e-3: G can only map the latent plane onto a
-# point plus a few rays, and D's gradient drives it onto one mode of the ring and keeps it
-# there. Measured (30 x 100 steps, eval every 3 epochs): every seed ends on 1 mode with
-# 94-100% of its samples within 3 std (0.03) of that mode; onsets at epochs 3-9.
+# point plus a few rays, and D's gradient drives it onto one mode of the ring (or, where both
+# ReLUs die, one point between the modes) and keeps it there. Measured (30 x 100 steps, eval
+# every 3 epochs, AVX-512 and AVX2 CPUs): every seed ends on at most 1 mode with its samples'
+# mean pairwise distance at most 1.4% of the data's; onsets at epochs 3-18.
 COLLAPSE = {
     "data": {"name": "ring", "n_points": 20000},
     "generator": {"hidden_dims": [2]},
@@ -60,21 +61,28 @@ COLLAPSE = {
 def test_bottlenecked_generator_on_the_ring_is_mode_collapse():
     trainer = train(COLLAPSE, seeds(*SEEDS))
     ds = trainer.dataset
+    data_spread = torch.pdist(ds.x[::20].double()).mean().item()
     for i, v in enumerate(trainer.verdicts()):
         assert v.status == "mode_collapse", (SEEDS[i], v)
-        assert v.evidence["quality/modes"] < 4  # the rule: fewer than half of 8 modes
-        assert v.evidence["quality/hq_fraction"] >= 0.5  # ... while the samples are on modes
         assert v.onset_epoch is not None and 1 <= v.onset_epoch <= trainer.epoch
-        # Fresh samples (latents the evaluation never used): on very few modes, precisely.
+        # The evidence is one of the two collapse rules that can fire on a ring: few modes
+        # with the samples on them, or samples on (nearly) one point.
+        few = (v.evidence.get("quality/modes", math.inf) < 4
+               and v.evidence.get("quality/hq_fraction", 0.0) >= 0.5)
+        one_point = v.evidence.get("diversity/ratio", math.inf) < 0.01
+        assert few or one_point, (SEEDS[i], v)
+        # Fresh samples (latents the evaluation never used), judged without the monitor:
+        # on very few modes, and far less spread than the data.
         fresh = torch.Generator().manual_seed(1234 + i)
-        samples = trainer.generate(2500, member=i, generator=fresh)
+        samples = trainer.generate(2500, member=i, generator=fresh).double()
         counts = mode_histogram(samples, ds.centers, ds.std)
         q = mixture_metrics(samples, ds.centers, ds.std)
-        assert q["quality/modes"] < 4, (SEEDS[i], counts.tolist())  # measured: 1 at the end
-        assert q["quality/hq_fraction"] >= 0.8, (SEEDS[i], q)  # measured: >= 0.94
-        assert counts.max().item() >= 0.75 * len(samples), counts.tolist()  # one mode holds most
-        # Far from uniform over the 8 modes (KL 0 = uniform, log 8 = all on one mode).
-        assert q["quality/kl"] > math.log(8) / 2
+        assert q["quality/modes"] < 4, (SEEDS[i], counts.tolist())  # measured: 0 or 1
+        spread = torch.pdist(samples[::5]).mean().item() / data_spread
+        assert spread < 0.05, (SEEDS[i], spread)  # measured: <= 0.014
+        if q["quality/hq_fraction"] >= 0.5:  # on a mode: that mode holds (nearly) all of them
+            assert counts.max().item() >= 0.75 * len(samples), counts.tolist()
+            assert q["quality/kl"] > math.log(8) / 2  # far from uniform (log 8: one mode)
 
 
 # least_squares with Adam at lr 1e3: the first steps move every weight by ~1e3, D's outputs

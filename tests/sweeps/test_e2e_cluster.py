@@ -3,6 +3,7 @@ Its trial is retried from its last checkpoint and the sweep ends with every tria
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -38,13 +39,31 @@ def cluster():
     c.shutdown()
 
 
+def _registered_checkpoint(trial_dir) -> bool:
+    """Whether the driver holds a checkpoint of this trial.
+
+    A checkpoint folder on disk is not enough: Tune registers it only when its save task comes
+    back, and a node lost before that retries from scratch. The trial's next result is fetched
+    only after that save, so a result logged by the driver (result.json) after the first
+    result that carried a checkpoint proves the registration.
+    """
+    path = trial_dir / "result.json"
+    if not path.is_file():
+        return False
+    complete = path.read_text().split("\n")[:-1]  # the last piece may be half written
+    lines = [json.loads(line) for line in complete if line.strip()]
+    first = next((i for i, r in enumerate(lines) if r.get("checkpoint_dir_name")), None)
+    return first is not None and len(lines) > first + 1
+
+
 def _remove_a_busy_worker(root, cluster, workers, removed: list) -> None:
-    """Once the running trials have checkpointed (and none has finished), take a worker away."""
+    """Once both running trials hold a registered checkpoint (and none has finished), take a
+    worker away."""
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        # Both running trials (one per worker) have checkpointed, and none has finished.
-        with_ckpt = {p.parent.name for p in (root / "tune" / "grid").glob("*/checkpoint_*")}
-        if len(with_ckpt) >= 2 and not (root / "trials.parquet").exists():
+        trial_dirs = [d for d in (root / "tune" / "grid").glob("*") if d.is_dir()]
+        registered = [d for d in trial_dirs if _registered_checkpoint(d)]
+        if len(registered) >= 2 and not (root / "trials.parquet").exists():
             cluster.remove_node(workers[0])
             removed.append(time.monotonic())
             return
