@@ -134,17 +134,32 @@ def _in_flight_checkpoint(root: Path) -> bool:
     return False
 
 
+def _timeline(root: Path) -> str:
+    """When each checkpoint and experiment snapshot was written, for a missed window."""
+    paths = [*root.glob("tune/grid/experiment_state-*.json"), *root.glob("tune/grid/t*/checkpoint_*")]
+    if (root / "trials.parquet").is_file():
+        paths.append(root / "trials.parquet")
+    start = min((p.stat().st_mtime for p in paths), default=0.0)
+    lines = sorted((p.stat().st_mtime - start, p.relative_to(root)) for p in paths)
+    return "\n".join(f"{t:7.2f}s {p}" for t, p in lines)
+
+
 def test_resume_after_killed_driver(tmp_path):
     # Trials of several seconds, so the kill lands while one is between checkpoints.
+    # Checkpoints every 2 epochs: from the first one on (a sixth into a trial) the kill can land.
     base = {**SLOWER, "train": {"steps_per_epoch": 400, "batch_size": 64}}
-    path = write_sweep(tmp_path, base=base, epochs=12, grid={"seed": [0, 1, 2, 3]})
+    path = write_sweep(tmp_path, base=base, epochs=12, grid={"seed": [0, 1, 2, 3]},
+                       checkpoint_every=2)
     root = tmp_path / "runs" / "tiny"
     # Snapshot the experiment every second (Tune's default is at least every 10 s), so that
     # the kill below finds a trial whose checkpoint the snapshot already knows.
     env = {"TUNE_GLOBAL_CHECKPOINT_S": "1"}
     proc = _gansweep("run", str(path), "--no-triage", log=tmp_path / "run.log", env=env)
     try:
-        _wait_for(lambda: _in_flight_checkpoint(root), 240, "a checkpoint mid-trial", proc)
+        try:
+            _wait_for(lambda: _in_flight_checkpoint(root), 240, "a checkpoint mid-trial", proc)
+        except AssertionError as missed:
+            raise AssertionError(f"{missed}\n{_timeline(root)}") from None
         os.kill(proc.pid, signal.SIGKILL)  # the driver only, as a crash would
         proc.wait(timeout=30)
     finally:
