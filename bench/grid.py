@@ -24,8 +24,10 @@ single-thread CPU run of 5 seeds affords (gan_core has no maxout and no init opt
 Measured (1 torch thread, 2 shared cores; x/y = modes / high-quality share, seeds 0..4):
 
 * SETTINGS (n_critic 2, g_lr 2e-4, d_lr 1e-3, no R1, 40 x 150 G steps, decays after epochs
-  24 and 36): modes 24/19/18/24/21 = 21.2, hq 74.2/75.2/72.8/62.3/68.5% = 70.6%, KL 0.91,
-  every verdict stable, 965 s. Modes fluctuate 16-25 during the full-rate phase and the decay
+  24 and 36): 2026-12-01 (G without biases before its batch norms, AVX-512 CPU): modes
+  23/22/20/17/20 = 20.4, hq 65.9/67.8/74.9/66.0/76.8% = 70.3%, KL 0.98, every verdict stable,
+  647 s. 2026-11-22 (G with those biases, AVX2 CPU): modes 24/19/18/24/21 = 21.2, hq
+  74.2/75.2/72.8/62.3/68.5% = 70.6%, KL 0.91, every verdict stable, 965 s. Modes fluctuate 16-25 during the full-rate phase and the decay
   freezes whatever the G covers then: more precise but fewer modes than the previous settings.
 * Previous settings (n_critic 1, equal rates 1e-3, R1 0.1, 30 x 150 steps, decays at 8, 24):
   24.8 modes, 38% hq, 1,111 s. R1 0.1 keeps D nearly flat (D(real) = 0.50-0.52 for 1,500
@@ -95,9 +97,12 @@ SETTINGS = {
 }
 
 # WGAN-GP preset (issue 3: a healthy WGAN-GP run on the grid gets the verdict ``stable``).
-# Measured with `--preset wgan_gp --seeds 3` (1 thread, 1,036 s): seeds 0/1/2 end with 25/25
-# modes each, 56.8/54.4/62.1% high-quality samples, KL 0.022/0.033/0.011, verdicts stable,
-# stable, stable (the monitor's poor_quality limit is 50%, so the margin is 4-12 points).
+# Measured with `--preset wgan_gp --seeds 3` (1 thread), 2026-12-01, G without biases before
+# its batch norms (806 s): seeds 0/1/2 end with 25 modes each, 44.7/59.8/65.0% high-quality
+# samples, KL 0.135/0.014/0.013, verdicts poor_quality, stable, stable: seed 0 is the less
+# precise, less even run, and the monitor's poor_quality limit is 50%. Lower rates for longer
+# (46 epochs, decays after 30 and 40) changed little: 45.1/60.5/66.0%, same verdicts (882 s).
+# 2026-11-22, G with those biases: 56.8/54.4/62.1%, KL 0.022/0.033/0.011, all three stable.
 # What did not get there: penalty weight 10 (the WGAN-GP default) keeps the critic too smooth
 # to resolve 0.05-wide modes (1,000 G steps with two decays: 1-2% high quality, 10-21 modes);
 # weight 0.1, the one in the WGAN-GP authors' toy-data code (gan_toy.py, LAMBDA = .1), gave
