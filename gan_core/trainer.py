@@ -233,8 +233,15 @@ class Trainer:
             )
         self.active = list(state["active"])
         self._compact(list(state["slots"]))
-        self.G.load_state_dict(state["generator"])
-        self.D.load_state_dict(state["discriminator"])
+        for name, net, saved in (("generator", self.G, state["generator"]),
+                                 ("discriminator", self.D, state["discriminator"])):
+            try:
+                net.load_state_dict(saved)
+            except RuntimeError as err:  # e.g. a gansweep version whose layers differ
+                raise CheckpointError(
+                    f"{path}: its {name} weights do not fit this model, which has other "
+                    f"layers (written by another gansweep version?): {str(err).splitlines()[0]}"
+                ) from err
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         for gen, s in zip(self._latent_gens, state["latent_gens"]):

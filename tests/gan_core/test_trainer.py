@@ -139,6 +139,12 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
     trainer.save_checkpoint(tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="another configuration"):
         Trainer(cfg.replace(seed=5)).load_checkpoint(tmp_path / "other.pt")
+    # Same configuration, other layers (a version whose generator had one more bias).
+    state = torch.load(tmp_path / "other.pt", weights_only=True)
+    state["generator"]["body.1.extra_bias"] = torch.zeros(1, 4)
+    torch.save(state, tmp_path / "older.pt")
+    with pytest.raises(CheckpointError, match="generator weights do not fit this model"):
+        Trainer(cfg).load_checkpoint(tmp_path / "older.pt")
 
 
 def test_divergence_ends_the_run_cleanly_and_spares_pack_neighbours():
