@@ -7,7 +7,7 @@ of its nearest mode; a mode is captured with at least one high-quality sample), 
 per-seed and mean figures, then ``grid_modes_mean=<x> grid_hq_mean=<y>``, and writes
 ``grid.json`` beside this file.
 
-    nice -n 15 python bench/grid.py                  # the documented settings, 5 seeds
+    nice -n 15 python bench/grid.py --threads 2      # the documented settings, 5 seeds
     python bench/grid.py --seeds 2 --scale 0.25      # a quick smoke run (shorter schedule)
     nice -n 15 python bench/grid.py --preset wgan_gp --seeds 3   # WGAN-GP, prints each verdict
 
@@ -21,14 +21,21 @@ D 3 maxout layers of 200 units x 5 pieces, N(0, 0.02) init, Adam lr 1e-4 beta1 0
 100 (packed), 100,000 points, 400 epochs = 400,000 steps. That is ~70x the steps a 25-minute
 single-thread CPU run of 5 seeds affords (gan_core has no maxout and no init option for MLPs).
 
-Measured (1 torch thread, 2 shared cores; x/y = modes / high-quality share, seeds 0..4):
+Measured (1 torch thread unless noted, 2 shared cores; x/y = modes / high-quality share,
+seeds 0..4):
 
-* SETTINGS (n_critic 2, g_lr 2e-4, d_lr 1e-3, no R1, 40 x 150 G steps, decays after epochs
-  24 and 36): 2026-12-01 (G without biases before its batch norms, AVX-512 CPU): modes
-  23/22/20/17/20 = 20.4, hq 65.9/67.8/74.9/66.0/76.8% = 70.3%, KL 0.98, every verdict stable,
-  647 s. 2026-11-22 (G with those biases, AVX2 CPU): modes 24/19/18/24/21 = 21.2, hq
-  74.2/75.2/72.8/62.3/68.5% = 70.6%, KL 0.91, every verdict stable, 965 s. Modes fluctuate 16-25 during the full-rate phase and the decay
-  freezes whatever the G covers then: more precise but fewer modes than the previous settings.
+* SETTINGS (batch 512, n_critic 2, g_lr 2e-4, d_lr 1e-3, no R1, 40 x 150 G steps, decays
+  after epochs 24 and 36), ``--threads 2``, 2026-12-01: modes 23/23/25/18/24 = 22.6, hq
+  75.0/77.6/73.1/70.4/76.0% = 74.4%, KL 0.52, every verdict stable, 675 s on 2 cores.
+  Half-length 2-seed probes (``--seeds 2 --scale 0.5``) from batch 256: 21.5 modes / 56.5%;
+  batch 512 23.5 / 68.7%; latent 8 16.5 / 53.5%; pac 2 21.0 / 10.7% (pac slows D's
+  resolution of single samples, which PacGAN pays for with 400,000 steps).
+* The same at batch 256: 2026-12-01 (G without biases before its batch norms, AVX-512 CPU):
+  modes 23/22/20/17/20 = 20.4, hq 65.9/67.8/74.9/66.0/76.8% = 70.3%, KL 0.98, every verdict
+  stable, 647 s. 2026-11-22 (G with those biases, AVX2 CPU): modes 24/19/18/24/21 = 21.2, hq
+  74.2/75.2/72.8/62.3/68.5% = 70.6%, KL 0.91, every verdict stable, 965 s. Modes fluctuate
+  16-25 during the full-rate phase and the decay freezes whatever the G covers then: more
+  precise but fewer modes than the previous settings.
 * Previous settings (n_critic 1, equal rates 1e-3, R1 0.1, 30 x 150 steps, decays at 8, 24):
   24.8 modes, 38% hq, 1,111 s. R1 0.1 keeps D nearly flat (D(real) = 0.50-0.52 for 1,500
   steps): it covers modes but cannot pull samples onto them.
@@ -37,8 +44,8 @@ Measured (1 torch thread, 2 shared cores; x/y = modes / high-quality share, seed
   g_lr 2e-4 / d_lr 1e-3 20% (1e-4 / 1e-3 21%, 3e-5 / 1e-3 11%); 2e-4 / 1e-3 with n_critic
   2 47% (23 modes), with n_critic 4 47% but 18 modes; with pac 2 (n_critic 1) 1%: D stays
   at D(real) = D(fake) = 0.500 +- 0.002 throughout. 3,000 steps (decays at 12, 18 of 20)
-  with n_critic 2: 66%, 24 modes (seeds 0, 1). Not tried for lack of time: G 400x4, larger
-  batch or latent, R1 0.01 together with n_critic 2, a WGAN-GP-like setup for coverage.
+  with n_critic 2: 66%, 24 modes (seeds 0, 1). Not tried for lack of time: G 400x4, batch
+  1,024, R1 0.01 together with n_critic 2.
 
 What limits it: D's resolution. An MLP learns the coarse layout first; until D can tell a
 0.05-wide mode from a sample 0.2 away, G gets no gradient towards the mode, and in the
@@ -84,7 +91,9 @@ SETTINGS = {
         # with n_critic 2 vs 9-11% with n_critic 1 at equal rates).
         "n_critic": 2,
         "r1_weight": 0.0,
-        "batch_size": 256,
+        # Batch 512 over 256 (same schedule): 22.6 modes / 74.4% / KL 0.52 vs 20.4 / 70.3% /
+        # 0.98 over 5 seeds; the larger batch resolves more modes and the decays sharpen more.
+        "batch_size": 512,
         "g_lr": 2e-4,
         "d_lr": 1e-3,
         "steps_per_epoch": 150,
