@@ -120,18 +120,29 @@ def test_ctrl_c_stops_cleanly_then_resume(tmp_path):
     _check_complete(root, 5, 6)
 
 
-def _in_flight_checkpoint(root: Path) -> bool:
-    """A finished trial, and an unfinished one whose checkpoint is in Tune's last snapshot of
-    the experiment (the state that `Tuner.restore` reads)."""
+def _in_flight_checkpoint(root: Path, every: int) -> bool:
+    """A finished trial, and a running one whose checkpoint is in Tune's last snapshot of the
+    experiment (the state that `Tuner.restore` reads).
+
+    Read from the snapshot's content, not from file times: it holds each trial's status and
+    last result, and Tune fetches the result after a checkpoint only once it has registered
+    that checkpoint, so a running trial with a result past epoch `every` has one.
+    """
     done = set(pd.read_parquet(root / "trials.parquet").trial_id) if _rows(root) else set()
-    grid = root / "tune" / "grid"
-    states = [p.stat().st_mtime for p in grid.glob("experiment_state-*.json")]
-    for trial in grid.glob("t*"):
-        ckpts = [c.stat().st_mtime for c in trial.glob("checkpoint_*")]
-        # A snapshot written more than one interval (1 s) after the checkpoint has registered it.
-        if done and trial.name not in done and ckpts and states and max(states) > max(ckpts) + 1.5:
-            return len(done) < 4
-    return False
+    states = sorted((root / "tune" / "grid").glob("experiment_state-*.json"))
+    if not done or len(done) >= 4 or not states:
+        return False
+    try:
+        snapshot = json.loads(states[-1].read_text())
+        entries = [(json.loads(t), json.loads(m)) for t, m in snapshot["trial_data"]]
+    except (OSError, ValueError, KeyError):  # caught mid-write
+        return False
+    return any(
+        trial["status"] == "RUNNING"
+        and trial["custom_trial_name"] not in done
+        and (meta.get("last_result") or {}).get("training_iteration", 0) > every
+        for trial, meta in entries
+    )
 
 
 def _timeline(root: Path) -> str:
@@ -146,10 +157,11 @@ def _timeline(root: Path) -> str:
 
 def test_resume_after_killed_driver(tmp_path):
     # Trials of several seconds, so the kill lands while one is between checkpoints.
-    # Checkpoints every 2 epochs: from the first one on (a sixth into a trial) the kill can land.
+    # Checkpoints at epochs 4, 8, 12 (two kept): the one at 4 stays on disk until the trial ends.
+    every = 4
     base = {**SLOWER, "train": {"steps_per_epoch": 400, "batch_size": 64}}
     path = write_sweep(tmp_path, base=base, epochs=12, grid={"seed": [0, 1, 2, 3]},
-                       checkpoint_every=2)
+                       checkpoint_every=every)
     root = tmp_path / "runs" / "tiny"
     # Snapshot the experiment every second (Tune's default is at least every 10 s), so that
     # the kill below finds a trial whose checkpoint the snapshot already knows.
@@ -157,7 +169,8 @@ def test_resume_after_killed_driver(tmp_path):
     proc = _gansweep("run", str(path), "--no-triage", log=tmp_path / "run.log", env=env)
     try:
         try:
-            _wait_for(lambda: _in_flight_checkpoint(root), 240, "a checkpoint mid-trial", proc)
+            _wait_for(lambda: _in_flight_checkpoint(root, every), 240, "a checkpoint mid-trial",
+                      proc)
         except AssertionError as missed:
             raise AssertionError(f"{missed}\n{_timeline(root)}") from None
         os.kill(proc.pid, signal.SIGKILL)  # the driver only, as a crash would
