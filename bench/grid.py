@@ -24,12 +24,14 @@ single-thread CPU run of 5 seeds affords (gan_core has no maxout and no init opt
 Measured (1 torch thread unless noted, 2 shared cores; x/y = modes / high-quality share,
 seeds 0..4):
 
-* SETTINGS (batch 512, n_critic 2, g_lr 2e-4, d_lr 1e-3, no R1, 40 x 150 G steps, decays
-  after epochs 24 and 36), ``--threads 2``, 2026-12-01: modes 23/23/25/18/24 = 22.6, hq
-  75.0/77.6/73.1/70.4/76.0% = 74.4%, KL 0.52, every verdict stable, 675 s on 2 cores.
-  Half-length 2-seed probes (``--seeds 2 --scale 0.5``) from batch 256: 21.5 modes / 56.5%;
-  batch 512 23.5 / 68.7%; latent 8 16.5 / 53.5%; pac 2 21.0 / 10.7% (pac slows D's
-  resolution of single samples, which PacGAN pays for with 400,000 steps).
+* SETTINGS (batch 1,024, n_critic 2, g_lr 2e-4, d_lr 1e-3, no R1, 40 x 150 G steps, decays
+  after epochs 24 and 36), ``--threads 2``, 2026-12-01: modes 23/25/24/22/24 = 23.6, hq
+  73.5/77.1/79.1/72.3/80.8% = 76.6%, KL 0.43, every verdict stable, 1,275 s on 2 cores.
+  At batch 512: modes 23/23/25/18/24 = 22.6, hq 75.0/77.6/73.1/70.4/76.0% = 74.4%, KL 0.52,
+  675 s. Half-length 2-seed probes (``--seeds 2 --scale 0.5``) from batch 256: 21.5 modes /
+  56.5%; batch 512 23.5 / 68.7%; batch 1,024 24.5 / 67.1%; latent 8 16.5 / 53.5%; pac 2
+  21.0 / 10.7% (pac slows D's resolution of single samples, which PacGAN pays for with
+  400,000 steps).
 * The same at batch 256: 2026-12-01 (G without biases before its batch norms, AVX-512 CPU):
   modes 23/22/20/17/20 = 20.4, hq 65.9/67.8/74.9/66.0/76.8% = 70.3%, KL 0.98, every verdict
   stable, 647 s. 2026-11-22 (G with those biases, AVX2 CPU): modes 24/19/18/24/21 = 21.2, hq
@@ -45,7 +47,7 @@ seeds 0..4):
   2 47% (23 modes), with n_critic 4 47% but 18 modes; with pac 2 (n_critic 1) 1%: D stays
   at D(real) = D(fake) = 0.500 +- 0.002 throughout. 3,000 steps (decays at 12, 18 of 20)
   with n_critic 2: 66%, 24 modes (seeds 0, 1). Not tried for lack of time: G 400x4, batch
-  1,024, R1 0.01 together with n_critic 2.
+  2,048, R1 0.01 together with n_critic 2.
 
 What limits it: D's resolution. An MLP learns the coarse layout first; until D can tell a
 0.05-wide mode from a sample 0.2 away, G gets no gradient towards the mode, and in the
@@ -91,9 +93,9 @@ SETTINGS = {
         # with n_critic 2 vs 9-11% with n_critic 1 at equal rates).
         "n_critic": 2,
         "r1_weight": 0.0,
-        # Batch 512 over 256 (same schedule): 22.6 modes / 74.4% / KL 0.52 vs 20.4 / 70.3% /
-        # 0.98 over 5 seeds; the larger batch resolves more modes and the decays sharpen more.
-        "batch_size": 512,
+        # Larger batches, same schedule (5 seeds): 256 20.4 modes / 70.3% / KL 0.98; 512 22.6 /
+        # 74.4% / 0.52; 1,024 23.6 / 76.6% / 0.43: D resolves more modes, the decays sharpen more.
+        "batch_size": 1024,
         "g_lr": 2e-4,
         "d_lr": 1e-3,
         "steps_per_epoch": 150,
