@@ -112,7 +112,8 @@ SETTINGS = {
 # its batch norms (806 s): seeds 0/1/2 end with 25 modes each, 44.7/59.8/65.0% high-quality
 # samples, KL 0.135/0.014/0.013, verdicts poor_quality, stable, stable: seed 0 is the less
 # precise, less even run, and the monitor's poor_quality limit is 50%. Lower rates for longer
-# (46 epochs, decays after 30 and 40) changed little: 45.1/60.5/66.0%, same verdicts (882 s).
+# (46 epochs, decays after 30 and 40) changed little: 45.1/60.5/66.0%, same verdicts (882 s);
+# so did batch 512 (2 threads, 891 s): 46.1/63.1/65.0%, same verdicts.
 # 2026-11-22, G with those biases: 56.8/54.4/62.1%, KL 0.022/0.033/0.011, all three stable.
 # What did not get there: penalty weight 10 (the WGAN-GP default) keeps the critic too smooth
 # to resolve 0.05-wide modes (1,000 G steps with two decays: 1-2% high quality, 10-21 modes);
