@@ -77,6 +77,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import LOSS_TYPES, MonitorConfig
+from .metric_keys import DIVERSITY_KEYS, IMAGE_KEYS, MIXTURE_KEYS
 
 __all__ = [
     "PHASES",
@@ -119,16 +120,8 @@ _LOSS_KEYS = (
 )
 _WEIGHT_KEYS = ("weights/d_abs_mean", "weights/g_abs_mean")
 _SUMMARY_KEYS = ("loss/d", "loss/g", "loss/w_dist", "d/real", "d/fake", "d/accuracy", "g/accuracy")
-_QUALITY_KEYS = (
-    "quality/fid",
-    "quality/kid",
-    "quality/is",
-    "quality/pixvar",
-    "quality/modes",
-    "quality/hq_fraction",
-    "quality/kl",
-)
-_EVAL_KEYS = _QUALITY_KEYS + ("diversity/mean", "diversity/min", "diversity/std", "diversity/ratio")
+_QUALITY_KEYS = IMAGE_KEYS + MIXTURE_KEYS
+_EVAL_KEYS = _QUALITY_KEYS + DIVERSITY_KEYS
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ import torch
 from torch import Tensor
 
 from .features import EXTRACTORS, FeatureExtractor, get_extractor
+from .metric_keys import DIVERSITY_KEYS, IMAGE_KEYS, MIXTURE_KEYS, PAIRWISE_KEYS
 
 if TYPE_CHECKING:
     from .data import Dataset
@@ -74,11 +75,6 @@ PAPER_N_SAMPLES = 2500  # samples per evaluation in VEEGAN and PacGAN
 HQ_THRESHOLD = 3.0  # std; VEEGAN "within three standard deviations", PacGAN dis_thre=3
 MIN_HQ_PER_MODE = 1  # VEEGAN "at least one high quality sample"; PacGAN counts non-zero modes
 
-MIXTURE_KEYS = ("quality/modes", "quality/hq_fraction", "quality/kl")
-IMAGE_KEYS = ("quality/fid", "quality/kid", "quality/is", "quality/pixvar")
-PAIRWISE_KEYS = ("diversity/mean", "diversity/min", "diversity/std")
-# diversity/ratio: generated over real mean pairwise distance (scale-free; 1 = as spread as the data)
-DIVERSITY_KEYS = PAIRWISE_KEYS + ("diversity/ratio",)
 
 
 # --- 2-D mixtures ----------------------------------------------------------------------------

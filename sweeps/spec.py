@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gan_core.config import ConfigError, RunConfig
+from gan_core.metric_keys import DIVERSITY_KEYS, IMAGE_KEYS, MIXTURE_KEYS
 
 __all__ = [
     "SpecError",
@@ -53,12 +54,10 @@ GRID_SHORTCUTS: dict[str, tuple[str, ...]] = {
 PACK_FIELDS = ("seed", "init_seed", "data_seed", "train.g_lr", "train.d_lr")
 
 # Record keys (docs/CONTRACTS.md) a search objective may name.
-_MIXTURE_METRICS = ("quality/modes", "quality/hq_fraction", "quality/kl")
-_IMAGE_METRICS = ("quality/fid", "quality/kid", "quality/is", "quality/pixvar")
 _OBJECTIVE_METRICS = (
-    _MIXTURE_METRICS
-    + _IMAGE_METRICS
-    + ("diversity/mean", "diversity/min", "diversity/std", "diversity/ratio")
+    MIXTURE_KEYS
+    + IMAGE_KEYS
+    + DIVERSITY_KEYS
     + ("loss/d", "loss/g", "loss/w_dist", "d/accuracy", "g/accuracy", "stability/dg_ratio")
 )
 _MIXTURE_DATA = ("ring", "grid")
@@ -462,7 +461,7 @@ def _check_objective(spec: SweepSpec, base: RunConfig) -> None:
             f"allowed: {', '.join(_OBJECTIVE_METRICS)}"
         )
     mixture = base.data.name in _MIXTURE_DATA
-    if (metric in _MIXTURE_METRICS and not mixture) or (metric in _IMAGE_METRICS and mixture):
+    if (metric in MIXTURE_KEYS and not mixture) or (metric in IMAGE_KEYS and mixture):
         raise SpecError(
             f"search.objective.metric: {metric} is not computed for data {base.data.name!r}"
         )
