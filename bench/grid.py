@@ -13,50 +13,59 @@ per-seed and mean figures, then ``grid_modes_mean=<x> grid_hq_mean=<y>``, and wr
 
 Target (issue 3): mean over 5 seeds >= 24 modes and >= 90% high-quality samples. Published
 (PacGAN, Lin et al. 2018, Table 1, mean of 10 runs): GAN 17.3 / 94.8% / KL 0.70; PacGAN2
-23.8 / 91.3% / 0.13; PacGAN4 24.8 / 93.6% / 0.04. NOT met here; best measured below.
+23.8 / 91.3% / 0.13; PacGAN4 24.8 / 93.6% / 0.04. Met here; see below.
 
 PacGAN's own grid runs (github.com/fjxmlzn/PacGAN, synthetic_data_experiments/
 2DGrid_GAN&PacGAN/config.py and pacgan_task.py): G 2-400x4-2 with batch norm (no biases),
 D 3 maxout layers of 200 units x 5 pieces, N(0, 0.02) init, Adam lr 1e-4 beta1 0.8, batch
-100 (packed), 100,000 points, 400 epochs = 400,000 steps. That is ~70x the steps a 25-minute
-single-thread CPU run of 5 seeds affords (gan_core has no maxout and no init option for MLPs).
+100 (packed), 100,000 points, 400 epochs = 400,000 steps, ~70x the steps run here.
 
-Measured (1 torch thread unless noted, 2 shared cores; x/y = modes / high-quality share,
-seeds 0..4):
+Measured (2 shared cores; x/y = modes / high-quality share; seeds 0..4 unless noted):
 
-* SETTINGS (batch 1,024, n_critic 2, g_lr 2e-4, d_lr 1e-3, no R1, 40 x 150 G steps, decays
-  after epochs 24 and 36), ``--threads 2``, 2026-12-01: modes 23/25/24/22/24 = 23.6, hq
-  73.5/77.1/79.1/72.3/80.8% = 76.6%, KL 0.43, every verdict stable, 1,275 s on 2 cores.
-  At batch 512: modes 23/23/25/18/24 = 22.6, hq 75.0/77.6/73.1/70.4/76.0% = 74.4%, KL 0.52,
-  675 s. Half-length 2-seed probes (``--seeds 2 --scale 0.5``) from batch 256: 21.5 modes /
-  56.5%; batch 512 23.5 / 68.7%; batch 1,024 24.5 / 67.1%; latent 8 16.5 / 53.5%; pac 2
-  21.0 / 10.7% (pac slows D's resolution of single samples, which PacGAN pays for with
-  400,000 steps).
-* The same at batch 256: 2026-12-01 (G without biases before its batch norms, AVX-512 CPU):
-  modes 23/22/20/17/20 = 20.4, hq 65.9/67.8/74.9/66.0/76.8% = 70.3%, KL 0.98, every verdict
-  stable, 647 s. 2026-11-22 (G with those biases, AVX2 CPU): modes 24/19/18/24/21 = 21.2, hq
-  74.2/75.2/72.8/62.3/68.5% = 70.6%, KL 0.91, every verdict stable, 965 s. Modes fluctuate
-  16-25 during the full-rate phase and the decay freezes whatever the G covers then: more
-  precise but fewer modes than the previous settings.
-* Previous settings (n_critic 1, equal rates 1e-3, R1 0.1, 30 x 150 steps, decays at 8, 24):
-  24.8 modes, 38% hq, 1,111 s. R1 0.1 keeps D nearly flat (D(real) = 0.50-0.52 for 1,500
-  steps): it covers modes but cannot pull samples onto them.
-* 2-seed probes (seeds 0, 1) at 1,500 G steps, mean hq: rates 1e-3 with R1 0.1 9%, R1 0.01
-  5% (decays at 3, 8 of 10 epochs); from here decays at 5, 9 and no R1: rates 1e-3 10%;
-  g_lr 2e-4 / d_lr 1e-3 20% (1e-4 / 1e-3 21%, 3e-5 / 1e-3 11%); 2e-4 / 1e-3 with n_critic
-  2 47% (23 modes), with n_critic 4 47% but 18 modes; with pac 2 (n_critic 1) 1%: D stays
-  at D(real) = D(fake) = 0.500 +- 0.002 throughout. 3,000 steps (decays at 12, 18 of 20)
-  with n_critic 2: 66%, 24 modes (seeds 0, 1). Not tried for lack of time: G 400x4, batch
-  2,048, R1 0.01 together with n_critic 2.
+* SETTINGS (G 256x8 with batch norm, D 256x3, batch 1,024, n_critic 2, g_lr 2e-4, d_lr
+  1e-3, no R1, 40 x 150 G steps, decays after epochs 24 and 36), ``--threads 2``,
+  2026-12-01: 25 modes on every seed, hq 94.1/93.3/94.3/93.4/95.4% = 94.1%, KL
+  0.012/0.023/0.014/0.016/0.008 = 0.015, every verdict stable, 2,757 s on 2 cores. Target
+  met. The high-quality share was 52-86% over the last 1,800 full-rate steps and 92-94%
+  300 steps after the first decay.
 
-What limits it: D's resolution. An MLP learns the coarse layout first; until D can tell a
-0.05-wide mode from a sample 0.2 away, G gets no gradient towards the mode, and in the
-3,000-step probe 15-16% of the final samples lay farther than 0.6 from every mode (bridges
-between modes) while 55-62% lay within 0.1.
+What limited precision: bridges. G maps the connected 2-D latent plane onto 25 separate
+modes, so the latents on the border between two modes' regions land between them; only a
+steep G keeps that border thin. With the earlier 256x3 G, 16-18% of the samples of a
+half-length run lay farther than 0.6 from every mode, while the modes themselves were if
+anything too narrow (67% of the high-quality samples within 1 std; 40% for a Gaussian).
+Depth is what makes a ReLU network steep (its linear pieces multiply with every layer), and
+depth is cheap here: D's steps dominate the cost. Half-length probes (SETTINGS as with
+``--scale 0.5``: 3,000 G steps, decays after 1,800 and 2,700), seeds 0 and 3, 1 thread,
+2026-12-01; the last column is the time per step relative to 256x3:
+
+    G hidden        seed 0            seed 3            time
+    256 x 3         24 / 65.1%        20 / 61.3%        1.0
+    256 x 4         24 / 81.1%        25 / 78.1%        1.0
+    400 x 4         25 / 75.5%        25 / 75.4%        1.6
+    256 x 6         25 / 86.7%        25 / 86.4%        1.4
+    256 x 8         25 / 89.8%        25 / 90.0%        1.7   (KL 0.022 / 0.010)
+
+Also tried on that probe and not adopted: Adam beta1 0.8 (PacGAN's) with the 256x3 G, 24 /
+61.9% and 24 / 57.6%; an exponential moving average of G's weights (decay 0.99), 10-27
+points more precise than G itself at full learning rates (epoch 10: 53.7 / 49.0% against
+26.9 / 35.4%) but equal to it once the first decay has damped the weights' jitter (64.7 /
+61.6% at the end, as G), so it buys nothing the schedule does not; slower averages (0.999,
+0.9999) trailed G at most evaluations (they mix weights too far apart).
+
+History, 256x3 G (2026-12-01 unless noted): the same schedule at batch 1,024 gave 23.6 modes
+/ 76.6% / KL 0.43 (modes 23/25/24/22/24, hq 73.5/77.1/79.1/72.3/80.8%, 1,275 s); batch 512
+22.6 / 74.4% / 0.52 (675 s); batch 256 20.4 / 70.3% / 0.98 (647 s, 1 thread); batch 256 with
+biases before G's batch norms (2026-11-22) 21.2 / 70.6% / 0.91. Earlier settings (n_critic 1,
+equal rates 1e-3, R1 0.1, 4,500 steps) covered 24.8 modes but only 38% high quality: R1 0.1
+keeps D nearly flat (D(real) = 0.50-0.52 for 1,500 steps). 1,500-step 2-seed probes found
+the rest of SETTINGS: n_critic 2 with g_lr 2e-4 / d_lr 1e-3 (47% against 9-21% for n_critic
+1 at any rate pair tried; n_critic 4 lost modes), no R1, and pac 2 hopeless at this budget
+(D stays at 0.500 +- 0.002; PacGAN pays for pac with 400,000 steps).
 
 Learning-rate schedule: ``train.lr_milestones`` / ``train.lr_gamma`` (MultiStepLR semantics).
-Precision is what the schedule buys: at full rates the samples stay spread around the modes;
-each decay sharpens them (e.g. 52% -> 72% after the first decay, seed 0).
+At full rates the samples jitter around the modes; each decay sharpens them (the first one
+lifts the high-quality share by 15-30 points within 300 steps).
 
 WGAN-GP preset (``--preset wgan_gp``, writes ``grid_wgan_gp.json``): a healthy WGAN-GP run
 whose verdict, from gan_core's monitor, is ``stable``; see ``WGAN_GP`` for what was measured.
@@ -81,10 +90,12 @@ HERE = Path(__file__).resolve().parent
 # The best settings found so far (see the module docstring for the target and references).
 SETTINGS = {
     "data": {"name": "grid"},  # 25 Gaussians, -4..4 step 2, std 0.05, 100,000 points
-    # Batch norm in G (as in PacGAN) sharpens the samples faster; evaluated with running
-    # statistics (Trainer.generate), which we checked against train-mode batch statistics:
-    # 36% vs 34% high-quality on seed 0, so eval-mode BN is not what limits precision.
-    "generator": {"hidden_dims": [256, 256, 256], "latent_dim": 2, "batch_norm": True},
+    # A deep G keeps the bridges between modes thin (module docstring: 256x3 -> 256x8 took
+    # half-length probes from 61-65% to 90% high quality). Batch norm in G (as in PacGAN)
+    # sharpens the samples faster; evaluated with running statistics (Trainer.generate),
+    # which we checked against train-mode batch statistics: 36% vs 34% high-quality on
+    # seed 0, so eval-mode BN is not what limits precision.
+    "generator": {"hidden_dims": [256] * 8, "latent_dim": 2, "batch_norm": True},
     "discriminator": {"hidden_dims": [256, 256, 256], "pac": 1},
     "train": {
         "loss_type": "non_saturating",
@@ -93,8 +104,8 @@ SETTINGS = {
         # with n_critic 2 vs 9-11% with n_critic 1 at equal rates).
         "n_critic": 2,
         "r1_weight": 0.0,
-        # Larger batches, same schedule (5 seeds): 256 20.4 modes / 70.3% / KL 0.98; 512 22.6 /
-        # 74.4% / 0.52; 1,024 23.6 / 76.6% / 0.43: D resolves more modes, the decays sharpen more.
+        # Larger batches, same schedule, 256x3 G (5 seeds): 256 20.4 modes / 70.3% / KL 0.98;
+        # 512 22.6 / 74.4% / 0.52; 1,024 23.6 / 76.6% / 0.43: D resolves more modes.
         "batch_size": 1024,
         "g_lr": 2e-4,
         "d_lr": 1e-3,
