@@ -76,7 +76,6 @@ HQ_THRESHOLD = 3.0  # std; VEEGAN "within three standard deviations", PacGAN dis
 MIN_HQ_PER_MODE = 1  # VEEGAN "at least one high quality sample"; PacGAN counts non-zero modes
 
 
-
 # --- 2-D mixtures ----------------------------------------------------------------------------
 
 
