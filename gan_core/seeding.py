@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 
 import numpy as np
 import torch
@@ -45,11 +46,19 @@ def seed_globals(seed: int) -> None:
 
 
 def configure_determinism() -> None:
-    """Ask torch for deterministic kernels, so one config and seed give identical metrics."""
+    """Ask torch for deterministic kernels, so one config and seed give identical metrics.
+
+    torch.use_deterministic_algorithms also sets torch._inductor's flag, and importing
+    inductor costs about 1.7 s in a fresh process (every sweep worker's first trial). Nothing
+    here compiles, so unless inductor is already loaded, only the eager switch it wraps is set.
+    """
     os.environ.setdefault(
         "CUBLAS_WORKSPACE_CONFIG", ":4096:8"
     )  # required by cuBLAS for determinism
-    torch.use_deterministic_algorithms(True)
+    if "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(True)
+    else:
+        torch._C._set_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
 
 
