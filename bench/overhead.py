@@ -2,13 +2,18 @@
 
 Runs the demo sweep (or --sweep FILE) exactly as `gansweep run` does (embedded Ray on all
 cores, MLflow tracking, Parquet results; no triage) and compares its wall time with the
-ideal: the sum of the trials' own training time (the trainer's `time/epoch_s`, evaluation
-epochs included) divided by the cores used. Everything else is overhead: Ray start and
-stop, worker start, trainer set-up, checkpoints, figures, MLflow and Parquet writes, and
-cores left idle at the end of the grid.
+ideal: the sum of the trials' own training time (the trainer's `time/epoch_s`, the training
+steps of every epoch) divided by the cores used. Everything else is overhead: Ray start and
+stop, worker start, trainer set-up, the quality evaluations, checkpoints, figures, MLflow and
+Parquet writes, and cores left idle at the end of the grid.
 
     python bench/overhead.py                 # prints sweep_overhead_ratio=<x>
     python bench/overhead.py --sweep sweeps/examples/wgan_gp.yaml
+    python bench/overhead.py --epochs 120    # the same grid with 4x longer trials
+
+Most of the overhead is fixed (Ray's start and stop, the first worker's start) or fixed per
+trial (figures, evaluation, the final report), so the ratio falls as trials get longer;
+--epochs shows by how much without changing the grid.
 
 Writes bench/overhead.json beside this file.
 """
@@ -30,8 +35,8 @@ ROOT = HERE.parent
 DEMO = ROOT / "sweeps" / "examples" / "demo.yaml"
 
 
-def run(sweep: Path, workdir: Path) -> dict:
-    """Run the sweep in `workdir` and measure it."""
+def run(sweep: Path, workdir: Path, trial_epochs: int | None = None) -> dict:
+    """Run the sweep in `workdir` (with `trial_epochs` per trial, if given) and measure it."""
     import pandas as pd
     import yaml
 
@@ -43,6 +48,8 @@ def run(sweep: Path, workdir: Path) -> dict:
     values = yaml.safe_load(sweep.read_text())
     values["results_dir"] = str(workdir / "runs")
     values["tracking"] = {"uri": f"sqlite:///{workdir / 'mlflow.db'}"}
+    if trial_epochs is not None:
+        values["epochs"] = trial_epochs
     local = workdir / sweep.name
     local.write_text(yaml.safe_dump(values, sort_keys=False))
 
@@ -74,6 +81,7 @@ def run(sweep: Path, workdir: Path) -> dict:
     return {
         "sweep": str(sweep.relative_to(ROOT) if sweep.is_relative_to(ROOT) else sweep),
         "trials": int(len(trials)),
+        "epochs": int(values["epochs"]),
         "verdicts": trials.verdict.value_counts().to_dict(),
         "cores": cores,
         "cores_used": cores_used,
@@ -94,10 +102,11 @@ def run(sweep: Path, workdir: Path) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", type=Path, default=DEMO, help="sweep file (default: the demo)")
+    parser.add_argument("--epochs", type=int, help="epochs per trial (default: the sweep's)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gansweep-bench-") as tmp:
-        result = run(args.sweep.resolve(), Path(tmp))
-    print(f"trials: {result['trials']} ({result['verdicts']})")
+        result = run(args.sweep.resolve(), Path(tmp), args.epochs)
+    print(f"trials: {result['trials']} of {result['epochs']} epochs ({result['verdicts']})")
     print(
         f"wall: {result['wall_s']} s; trials' own training: {result['training_s']} s on "
         f"{result['cores_used']} cores -> ideal {result['ideal_s']} s"
