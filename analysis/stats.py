@@ -193,7 +193,9 @@ def trend_by_stratum(counts: pd.DataFrame, score: str = "score") -> pd.DataFrame
     index, t, v = _strata_stats(counts, score)
     ok = v > 1e-12
     z = np.where(ok, t / np.sqrt(np.where(ok, v, 1.0)), np.nan)
-    return pd.DataFrame({"stratum": index, "z": z, "p_increasing": _scipy_stats().norm.sf(z), "testable": ok})
+    return pd.DataFrame(
+        {"stratum": index, "z": z, "p_increasing": _scipy_stats().norm.sf(z), "testable": ok}
+    )
 
 
 def holm(pvalues) -> np.ndarray:

@@ -137,7 +137,7 @@ class Workers:
         seconds instead: what the workers would do with a core each to themselves.
         """
         shares = [seeds[i:: len(self.conns)] for i in range(len(self.conns))]
-        for conn, share in zip(self.conns, shares):
+        for conn, share in zip(self.conns, shares, strict=True):
             conn.send((kind, batch, share, seconds))
         results = [conn.recv() for conn in self.conns]
         return (sum(r.steps / r.wall for r in results if r.steps),
@@ -205,8 +205,8 @@ def layer_flops_per_step(batch: int) -> float:
     cfg = ring_cfg(batch, "cpu")
     g_dims = [cfg.generator.latent_dim, *cfg.generator.hidden_dims, 2]
     d_dims = [2, *cfg.discriminator.hidden_dims, 1]
-    g = [2 * i * o for i, o in zip(g_dims, g_dims[1:])]
-    d = [2 * i * o for i, o in zip(d_dims, d_dims[1:])]
+    g = [2 * i * o for i, o in zip(g_dims, g_dims[1:], strict=False)]
+    d = [2 * i * o for i, o in zip(d_dims, d_dims[1:], strict=False)]
     d_step = sum(g) + 2 * sum(d) + 2 * (sum(d) + sum(d[1:]))
     g_step = sum(g) + sum(d) + sum(d) + sum(g) + sum(g[1:])
     return float(batch * (d_step + g_step))
@@ -232,7 +232,9 @@ def main(argv: list[str] | None = None) -> dict:
             torch.set_num_threads(1)
             results["peak_flops_1_thread"] = peak_flops(device, 1)[0]
         torch.set_num_threads(args.cores)
-        peak = results["peak_flops"] = dict(zip(("wall", "cpu"), peak_flops(device, args.cores)))
+        peak = results["peak_flops"] = dict(
+            zip(("wall", "cpu"), peak_flops(device, args.cores), strict=True)
+        )
         print(f"peak float32 1024x1024 matmul on {device} ({args.cores} threads): "
               f"{peak['wall'] / 1e9:.1f} GFLOP/s (per CPU second: {peak['cpu'] / 1e9:.1f})",
               flush=True)
@@ -285,10 +287,12 @@ def run_case(
     per_proc: dict = {"wall": None, "cpu": None}
     if workers is not None:
         # With one seed: one single-thread process, the other cores idle.
-        per_proc = dict(zip(("wall", "cpu"), workers.run("packed", batch, seeds, args.seconds)))
+        per_proc = dict(
+            zip(("wall", "cpu"), workers.run("packed", batch, seeds, args.seconds), strict=True)
+        )
         # Enough time that every seed gets a timed epoch or more.
         solo = dict(zip(("wall", "cpu"), workers.run(
-            "solo", batch, seeds, max(args.seconds, 0.2 * math.ceil(m / args.cores)))))
+            "solo", batch, seeds, max(args.seconds, 0.2 * math.ceil(m / args.cores))), strict=True))
     else:
         r = solo_rate(batch, seeds, max(args.seconds, 0.2 * m), device)
         solo = {"wall": r.steps / r.wall, "cpu": r.steps / r.wall}

@@ -21,7 +21,8 @@ from gan_core import RunConfig, Trainer
 
 CASES = {
     "ring_mlp": {"data": {"name": "ring", "n_points": 20000},
-                 "generator": {"hidden_dims": [128, 128]}, "discriminator": {"hidden_dims": [128, 128]}},
+                 "generator": {"hidden_dims": [128, 128]},
+                 "discriminator": {"hidden_dims": [128, 128]}},
     "digits_dcgan": {"data": {"name": "digits"},
                      "generator": {"arch": "dcgan", "latent_dim": 32, "base_channels": 32},
                      "discriminator": {"arch": "dcgan", "base_channels": 32, "norm": "batch"}},
@@ -30,7 +31,9 @@ BATCHES = (32, 128, 256)
 
 
 def steps_per_second(values: dict, batch: int, seconds: float) -> float:
-    cfg = RunConfig.from_dict({**values, "train": {"batch_size": batch, "epochs": 1000, "steps_per_epoch": 20},
+    cfg = RunConfig.from_dict({**values,
+                               "train": {"batch_size": batch, "epochs": 1000,
+                                         "steps_per_epoch": 20},
                                "eval": {"every": 0}})
     trainer = Trainer(cfg)
     epochs = trainer.epochs()
@@ -44,11 +47,13 @@ def steps_per_second(values: dict, batch: int, seconds: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: one trial per core)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: one trial per core)")
     parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per case")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    results = {"date": date.today().isoformat(), "machine": platform.processor() or platform.machine(),
+    results = {"date": date.today().isoformat(),
+               "machine": platform.processor() or platform.machine(),
                "threads": args.threads, "torch": torch.__version__, "cases": {}}
     for name, values in CASES.items():
         for batch in BATCHES:

@@ -142,7 +142,8 @@ class MonitorConfig:
     weight_explode: float = 1e3  # |weight| mean above this is divergence
     loss_explode: float = 1e6  # |loss| above this is divergence (healthy GAN losses: < 1e3)
     poor_quality_hq_fraction: float = 0.5  # mixtures: fewer high-quality samples than this
-    poor_quality_fid: float | None = None  # images: FID above this (001: > 400 poor, Inception scale only)
+    # images: FID above this (001: > 400 poor, Inception scale only)
+    poor_quality_fid: float | None = None
     poor_quality_is: float | None = 2.0  # images: IS below this (001: < 2.0 limited)
     collapse_d_accuracy_tol: float = 0.05  # "D accuracy stuck at 50%": within this of 0.5
     collapse_min_distance: float = 0.01  # images: min pairwise sample distance (004)
@@ -206,7 +207,9 @@ class RunConfig:
         _positive("train.d_lr", t.d_lr)
         if t.steps_per_epoch is not None:
             _positive("train.steps_per_epoch", t.steps_per_epoch)
-        if any(m < 1 for m in t.lr_milestones) or list(t.lr_milestones) != sorted(set(t.lr_milestones)):
+        if any(m < 1 for m in t.lr_milestones) or list(t.lr_milestones) != sorted(
+            set(t.lr_milestones)
+        ):
             raise ConfigError(
                 f"train.lr_milestones: must be increasing epochs >= 1, got {list(t.lr_milestones)}"
             )
@@ -249,7 +252,9 @@ class RunConfig:
         _positive("discriminator.pac", d.pac)
         if d.pac > 1:
             if d.arch != "mlp" or self.conditional:
-                raise ConfigError("discriminator.pac: packing is for unconditional MLP discriminators")
+                raise ConfigError(
+                    "discriminator.pac: packing is for unconditional MLP discriminators"
+                )
             if t.batch_size % d.pac:
                 raise ConfigError(f"discriminator.pac: train.batch_size {t.batch_size} is not a "
                                   f"multiple of pac {d.pac}")
@@ -293,7 +298,10 @@ def _build(cls: type, values: Any, prefix: str) -> Any:
 
 
 def _coerce(value: Any, hint: Any, path: str) -> Any:
-    """Check `value` against a type hint, converting only lossless cases (int -> float, list -> tuple)."""
+    """Check `value` against a type hint, converting only lossless cases.
+
+    The lossless cases: int -> float, list -> tuple.
+    """
     origin = get_origin(hint)
     if origin is Literal:
         allowed = get_args(hint)
@@ -323,7 +331,10 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
             return tuple(_coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
             raise ConfigError(f"{path}: expected {len(args)} values, got {len(value)}")
-        return tuple(_coerce(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return tuple(
+            _coerce(v, a, f"{path}[{i}]")
+            for i, (v, a) in enumerate(zip(value, args, strict=True))
+        )
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{path}: expected true or false, got {value!r}")

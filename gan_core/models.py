@@ -182,7 +182,8 @@ def _mlp(
     gens: Generators,
     norm_first: bool,
 ) -> nn.Sequential:
-    """Linear -> [norm] -> act -> [dropout] per hidden layer, then a linear output layer (if out_dim).
+    """Linear -> [norm] -> act -> [dropout] per hidden layer, then a linear output layer
+    (if out_dim).
 
     D never normalises its input layer (norm_first=False), as DCGAN and WGAN-GP advise.
     """
@@ -203,7 +204,7 @@ def _mlp(
 
 
 class _DCGANGenerator(nn.Module):
-    """z -> 4x4 feature map -> transposed convolutions doubling the side -> C x S x S (Radford et al.)."""
+    """z -> 4x4 map -> transposed convolutions doubling the side -> C x S x S (Radford et al.)."""
 
     def __init__(
         self, cfg: GeneratorConfig, sample_shape: tuple[int, ...], in_dim: int, gens: Generators

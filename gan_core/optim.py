@@ -56,7 +56,7 @@ class MemberOptimizer:
         members = self.params[0].shape[0]
         with torch.no_grad():
             self.flat = torch.cat([p.detach().reshape(members, -1) for p in self.params], dim=1)
-        for p, view in zip(self.params, self._views(self.flat)):
+        for p, view in zip(self.params, self._views(self.flat), strict=True):
             p.data = view
         self._grad_buf = torch.zeros_like(self.flat)
         self._grad_views = self._views(self._grad_buf)
@@ -65,7 +65,7 @@ class MemberOptimizer:
         """Per-parameter views of a flat (M, P) tensor, shaped like the parameters."""
         return [
             flat[:, a:b].view(p.shape)
-            for p, a, b in zip(self.params, self._offsets, self._offsets[1:])
+            for p, a, b in zip(self.params, self._offsets, self._offsets[1:], strict=False)
         ]
 
     @property
@@ -83,12 +83,12 @@ class MemberOptimizer:
         create_graph), so the step finds every gradient already in one tensor.
         """
         self._grad_buf.zero_()
-        for p, view in zip(self.params, self._grad_views):
+        for p, view in zip(self.params, self._grad_views, strict=True):
             p.grad = view
 
     def flat_grad(self) -> Tensor:
         """The parameters' gradients as one (M, P) tensor (zeros where a grad is None)."""
-        if all(p.grad is view for p, view in zip(self.params, self._grad_views)):
+        if all(p.grad is view for p, view in zip(self.params, self._grad_views, strict=True)):
             return self._grad_buf
         # Someone replaced a .grad (set by hand, or an out-of-place accumulation): gather.
         members = self.flat.shape[0]
@@ -155,9 +155,9 @@ class MemberOptimizer:
     def load_state_dict(self, state: dict) -> None:
         self.step_count = int(state["step"])
         self.lr.copy_(state["lr"])
-        for dst, src in zip(self.exp_avg, state["exp_avg"]):
+        for dst, src in zip(self.exp_avg, state["exp_avg"], strict=False):
             dst.copy_(src)
-        for dst, src in zip(self.exp_avg_sq, state["exp_avg_sq"]):
+        for dst, src in zip(self.exp_avg_sq, state["exp_avg_sq"], strict=False):
             dst.copy_(src)
 
     def select(self, keep: Tensor, params: Sequence[Tensor]) -> None:

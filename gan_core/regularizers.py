@@ -53,13 +53,16 @@ def gradient_penalty(
 
 
 def r1_penalty(critic: Critic, real: Tensor) -> Tensor:
-    """R1 (Mescheder et al. 2018): 0.5 * E||grad D(x_real)||^2, so weight gamma gives gamma/2 E||.||^2."""
+    """R1 (Mescheder et al. 2018): 0.5 * E||grad D(x_real)||^2 (so weight gamma gives gamma/2)."""
     x = real.detach().requires_grad_(True)
     return 0.5 * (_input_grad_norms(critic, x) ** 2).mean(dim=1)
 
 
 def feature_matching(real_features: Tensor, fake_features: Tensor) -> Tensor:
-    """Salimans et al. 2016: ||E f(real) - E f(fake)||^2 over D's penultimate features, per member."""
+    """Salimans et al. 2016: ||E f(real) - E f(fake)||^2 over D's penultimate features.
+
+    One value per member.
+    """
     return ((real_features.mean(dim=1) - fake_features.mean(dim=1)) ** 2).sum(dim=1)
 
 
@@ -79,7 +82,10 @@ def clip_fraction(params: list[Tensor], bound: float) -> Tensor:
 
 
 def instance_noise_std(initial: float, decay_epochs: int, epoch: int) -> float:
-    """Std of instance noise in `epoch` (1-based): linear decay from `initial` to 0 (Sonderby et al. 2016)."""
+    """Std of instance noise in `epoch` (1-based): linear decay from `initial` to 0.
+
+    After Sonderby et al. 2016.
+    """
     if initial <= 0:
         return 0.0
     if decay_epochs <= 0:

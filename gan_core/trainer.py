@@ -130,7 +130,8 @@ class Trainer:
         self.epoch = 0
         self.history: list[list[dict[str, float]]] = [[] for _ in self.members]
         self.active = [True] * len(self.members)
-        self._slots = list(range(len(self.members)))  # member index of each position on the member axis
+        # member index of each position on the member axis
+        self._slots = list(range(len(self.members)))
 
     # ------------------------------------------------------------------ public API
     def epochs(self) -> Iterator[dict[int, dict[str, float]]]:
@@ -151,7 +152,10 @@ class Trainer:
     def verdicts(self) -> list[Verdict]:
         """The verdict of every member from its history so far."""
         modes = len(self.dataset.centers) if self.dataset.centers is not None else None
-        return [verdict(h, self.cfg.monitor, self.cfg.train.loss, n_modes=modes) for h in self.history]
+        return [
+            verdict(h, self.cfg.monitor, self.cfg.train.loss, n_modes=modes)
+            for h in self.history
+        ]
 
     def stop_member(self, index: int) -> None:
         """Stop training member `index` (its history and verdict stay as they are).
@@ -169,7 +173,10 @@ class Trainer:
         labels: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """n samples of one member, with G in evaluation mode (batch norm uses running statistics)."""
+        """n samples of one member, with G in evaluation mode.
+
+        In evaluation mode batch norm uses running statistics.
+        """
         gen = generator or make_generator(self.members[member].init_seed, EVAL, self.device)
         z = torch.randn((n, self.cfg.generator.latent_dim), generator=gen, device=self.device)
         return self._generate_from(z, member, labels)
@@ -244,9 +251,9 @@ class Trainer:
                 ) from err
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
-        for gen, s in zip(self._latent_gens, state["latent_gens"]):
+        for gen, s in zip(self._latent_gens, state["latent_gens"], strict=False):
             gen.set_state(s.cpu() if self.device.type == "cpu" else s)
-        for gen, s in zip(self._data_gens, state["data_gens"]):
+        for gen, s in zip(self._data_gens, state["data_gens"], strict=False):
             gen.set_state(s.cpu())
         self.epoch = int(state["epoch"])
         self.history = [list(h) for h in state["history"]]
@@ -320,7 +327,10 @@ class Trainer:
     def generator_step(
         self, real: Tensor, labels: Tensor | None
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """One G update. `real` is used only by feature matching. Returns (per-member loss, metrics)."""
+        """One G update. `real` is used only by feature matching.
+
+        Returns (per-member loss, metrics).
+        """
         t = self.cfg.train
         b = real.shape[1]
         fake_labels = self._fake_labels(b)
@@ -363,7 +373,7 @@ class Trainer:
         with torch.no_grad():
             for keys, steps in rows.items():
                 table = torch.stack(steps)  # (steps, K, M)
-                sums.update(zip(keys, table.mean(dim=0).unbind(0)))
+                sums.update(zip(keys, table.mean(dim=0).unbind(0), strict=True))
                 if "loss/d_real" in keys:
                     real_fake = table[:, [keys.index("loss/d_real"), keys.index("loss/d_fake")]]
                     d_loss = 0.5 * (real_fake[:, 0] + real_fake[:, 1])
@@ -387,7 +397,7 @@ class Trainer:
             if not self.active[i]:
                 continue
             record = {"epoch": float(self.epoch), "step": float(self.epoch * self.steps_per_epoch)}
-            record.update({k: row[pos] for k, row in zip(keys, table)})
+            record.update({k: row[pos] for k, row in zip(keys, table, strict=True)})
             record["time/epoch_s"] = seconds
             records[i] = record
         if self._is_eval_epoch():
@@ -413,7 +423,9 @@ class Trainer:
 
     def _generate_from(self, z: Tensor, member: int, labels: Tensor | None) -> Tensor:
         if member not in self._slots:
-            raise ValueError(f"member {member} left the pack after it stopped; generate before the next epoch")
+            raise ValueError(
+                f"member {member} left the pack after it stopped; generate before the next epoch"
+            )
         m = len(self._slots)
         zs = z.unsqueeze(0).expand(m, -1, -1).contiguous()
         ys = (
@@ -429,7 +441,10 @@ class Trainer:
             self.G.train(was_training)
 
     def _compact(self, keep: list[int] | None = None) -> None:
-        """Drop stopped members from every member-axis tensor, so the pack computes only live runs."""
+        """Drop stopped members from every member-axis tensor.
+
+        So the pack computes only live runs.
+        """
         keep = [i for i in self._slots if self.active[i]] if keep is None else keep
         if keep == self._slots or not keep:
             return
@@ -543,7 +558,10 @@ class Trainer:
         if not layers:
             return {}
         norms = opt.grad_norms([params for _, params in layers])
-        out = {f"grad/{net}/{name}": norm for (name, _), norm in zip(layers, norms)}
+        out = {
+            f"grad/{net}/{name}": norm
+            for (name, _), norm in zip(layers, norms, strict=True)
+        }
         out[f"grad/{net}_norm"] = torch.linalg.vector_norm(torch.stack(norms), dim=0)
         return out
 

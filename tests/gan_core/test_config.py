@@ -27,8 +27,10 @@ def test_yaml_like_overlay_and_aliases():
     ({"train": {"optimizer": "sgd"}}, "train.optimizer", "allowed: adam, rmsprop"),
     ({"train": {"bogus": 1}}, "train.bogus", "unknown key"),
     ({"generator": {"arch": "resnet"}}, "generator.arch", "allowed: mlp, dcgan"),
-    ({"train": {"label_smoothing": 0.1, "loss_type": "hinge"}}, "train.label_smoothing", "only applies"),
-    ({"train": {"gp_weight": 10.0}, "discriminator": {"norm": "batch"}}, "discriminator.norm", "per-sample"),
+    ({"train": {"label_smoothing": 0.1, "loss_type": "hinge"}}, "train.label_smoothing",
+     "only applies"),
+    ({"train": {"gp_weight": 10.0}, "discriminator": {"norm": "batch"}}, "discriminator.norm",
+     "per-sample"),
     ({"train": {"g_betas": [0.5]}}, "train.g_betas", "expected 2 values"),
     ({"device": "tpu"}, "device", "auto, cpu, cuda"),
     ({"discriminator": {"pac": 3}}, "discriminator.pac", "not a multiple of pac 3"),
@@ -43,11 +45,17 @@ def test_bad_values_name_the_field(values, field, hint):
 
 def test_architecture_shape_errors_before_training():
     from gan_core import Trainer
-    cfg = RunConfig.from_dict({"generator": {"arch": "dcgan"}, "data": {"name": "ring", "n_points": 100}})
+    cfg = RunConfig.from_dict(
+        {"generator": {"arch": "dcgan"}, "data": {"name": "ring", "n_points": 100}}
+    )
     with pytest.raises(ConfigError, match="generator.arch: dcgan needs image data"):
         Trainer(cfg)
-    cfg = RunConfig.from_dict({"discriminator": {"arch": "dcgan"}, "data": {"name": "digits", "image_size": 12}})
-    with pytest.raises(ConfigError, match="discriminator.arch: dcgan makes square images of side 8, 16, 32, 64"):
+    cfg = RunConfig.from_dict(
+        {"discriminator": {"arch": "dcgan"}, "data": {"name": "digits", "image_size": 12}}
+    )
+    with pytest.raises(
+        ConfigError, match="discriminator.arch: dcgan makes square images of side 8, 16, 32, 64"
+    ):
         Trainer(cfg)
     cfg = RunConfig.from_dict({"train": {"batch_size": 5000}, "data": {"name": "digits"}})
     with pytest.raises(ConfigError, match="train.batch_size"):
@@ -70,7 +78,8 @@ def test_dcgan_pair_builds_for_every_supported_size(side):
     from gan_core.models import build_models
 
     cfg = RunConfig.from_dict({"generator": {"arch": "dcgan", "base_channels": 8, "latent_dim": 4},
-                               "discriminator": {"arch": "dcgan", "base_channels": 8, "norm": "layer"},
+                               "discriminator": {"arch": "dcgan", "base_channels": 8,
+                                                 "norm": "layer"},
                                "conditional": True})
     gens = [torch.Generator().manual_seed(i) for i in range(2)]
     g, d = build_models(cfg, (3, side, side), 10, gens)

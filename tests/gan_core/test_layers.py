@@ -33,7 +33,9 @@ def test_member_init_depends_only_on_its_generator():
     assert torch.equal(a.weight[0], b.weight[1])
 
 
-@pytest.mark.parametrize("cls, fn", [(MemberConv2d, F.conv2d), (MemberConvTranspose2d, F.conv_transpose2d)])
+@pytest.mark.parametrize(
+    "cls, fn", [(MemberConv2d, F.conv2d), (MemberConvTranspose2d, F.conv_transpose2d)]
+)
 def test_grouped_convolutions_equal_per_member(cls, fn):
     layer = cls(2, 3, 4, 2, 1, gens())
     x = torch.randn(3, 5, 2, 8, 8)

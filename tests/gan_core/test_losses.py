@@ -16,13 +16,20 @@ def test_registry_names_and_unknown_name():
 
 def test_bce_losses_by_hand():
     real, fake = torch.tensor([[2.0, -1.0]]), torch.tensor([[0.5, -3.0]])
-    sp = lambda x: math.log1p(math.exp(x))  # softplus
+    def sp(x):  # softplus
+        return math.log1p(math.exp(x))
+
     r, f = LOSSES["vanilla"].d_terms(real, fake, CFG)
     assert r.item() == pytest.approx((sp(-2) + sp(1)) / 2, rel=1e-6)
     assert f.item() == pytest.approx((sp(0.5) + sp(-3)) / 2, rel=1e-6)
-    # minimax G: E log(1 - D(G(z))) = -E softplus(logit); non-saturating: -E log D = E softplus(-logit)
-    assert LOSSES["vanilla"].g(fake, CFG).item() == pytest.approx(-(sp(0.5) + sp(-3)) / 2, rel=1e-6)
-    assert LOSSES["non_saturating"].g(fake, CFG).item() == pytest.approx((sp(-0.5) + sp(3)) / 2, rel=1e-6)
+    # minimax G: E log(1 - D(G(z))) = -E softplus(logit);
+    # non-saturating: -E log D = E softplus(-logit)
+    assert LOSSES["vanilla"].g(fake, CFG).item() == pytest.approx(
+        -(sp(0.5) + sp(-3)) / 2, rel=1e-6
+    )
+    assert LOSSES["non_saturating"].g(fake, CFG).item() == pytest.approx(
+        (sp(-0.5) + sp(3)) / 2, rel=1e-6
+    )
 
 
 def test_label_smoothing_is_one_sided():
@@ -38,7 +45,11 @@ def test_stable_for_extreme_logits():
     big = torch.tensor([[1e4, -1e4]])
     for loss in LOSSES.values():
         r, f = loss.d_terms(big, -big, CFG)
-        assert torch.isfinite(r).all() and torch.isfinite(f).all() and torch.isfinite(loss.g(big, CFG)).all()
+        assert (
+            torch.isfinite(r).all()
+            and torch.isfinite(f).all()
+            and torch.isfinite(loss.g(big, CFG)).all()
+        )
 
 
 def test_wasserstein_hinge_least_squares_by_hand():
@@ -49,7 +60,9 @@ def test_wasserstein_hinge_least_squares_by_hand():
     r, f = LOSSES["hinge"].d_terms(real, fake, CFG)
     assert r.item() == pytest.approx((0 + 1) / 2) and f.item() == pytest.approx((0 + 4) / 2)
     r, f = LOSSES["least_squares"].d_terms(real, fake, CFG)  # a=0, b=1, c=1
-    assert r.item() == pytest.approx(0.5 * ((1 + 1) / 2)) and f.item() == pytest.approx(0.5 * ((1 + 9) / 2))
+    assert r.item() == pytest.approx(0.5 * ((1 + 1) / 2)) and f.item() == pytest.approx(
+        0.5 * ((1 + 9) / 2)
+    )
     assert LOSSES["least_squares"].g(fake, CFG).item() == pytest.approx(0.5 * ((4 + 4) / 2))
 
 

@@ -36,7 +36,8 @@ def _biases_before_norms(module):
     """(has bias, norm kind) of every layer directly followed by a MemberNorm."""
     layers = [m for m in module.modules()
               if isinstance(m, (MemberLinear, MemberConv2d, MemberConvTranspose2d, MemberNorm))]
-    return [(layer.bias is not None, nxt.kind) for layer, nxt in zip(layers, layers[1:])
+    return [(layer.bias is not None, nxt.kind)
+            for layer, nxt in zip(layers, layers[1:], strict=False)
             if isinstance(nxt, MemberNorm) and not isinstance(layer, MemberNorm)]
 
 
@@ -45,7 +46,8 @@ def _biases_before_norms(module):
      {"g": [(False, "batch")] * 2, "d": [(False, "batch")]}),
     ({"discriminator": {"norm": "layer"}}, (2,), {"g": [], "d": [(True, "layer")]}),
     ({"generator": {"arch": "dcgan", "base_channels": 8},
-      "discriminator": {"arch": "dcgan", "base_channels": 8, "norm": "instance"}, "data": {"name": "digits"}},
+      "discriminator": {"arch": "dcgan", "base_channels": 8, "norm": "instance"},
+      "data": {"name": "digits"}},
      (1, 16, 16), {"g": [(False, "batch")] * 2, "d": [(False, "instance")]}),
 ])
 def test_layers_feeding_batch_norm_have_no_bias(values, sample_shape, expected):

@@ -177,7 +177,10 @@ def test_huge_finite_losses_are_divergence():
     history = _set(_history(), {"loss/g": 3.9e9}, since=12)
     v = verdict(history, CFG, "wasserstein")
     assert v.status == "diverged" and v.onset_epoch == 12 and v.evidence == {"loss/g": 3.9e9}
-    assert verdict(_set(_history(), {"loss/g": 900.0}, since=12), CFG, "wasserstein").status != "diverged"
+    assert (
+        verdict(_set(_history(), {"loss/g": 900.0}, since=12), CFG, "wasserstein").status
+        != "diverged"
+    )
 
 
 def test_few_modes_with_off_mode_samples_is_poor_quality_not_collapse():

@@ -13,13 +13,13 @@ def test_member_optimizer_equals_torch_per_member(kind):
     opt = MemberOptimizer([stacked], lrs, kind, betas=(0.5, 0.999))
     solos = [init[m].clone().requires_grad_(True) for m in range(3)]
     refs = [torch.optim.Adam([p], lr=lr, betas=(0.5, 0.999)) if kind == "adam"
-            else torch.optim.RMSprop([p], lr=lr) for p, lr in zip(solos, lrs)]
-    for step in range(20):
+            else torch.optim.RMSprop([p], lr=lr) for p, lr in zip(solos, lrs, strict=True)]
+    for _step in range(20):
         target = torch.randn(4, 5)
         opt.zero_grad()
         ((stacked - target) ** 2).sum().backward()
         opt.step()
-        for p, ref in zip(solos, refs):
+        for p, ref in zip(solos, refs, strict=True):
             ref.zero_grad()
             ((p - target) ** 2).sum().backward()
             ref.step()

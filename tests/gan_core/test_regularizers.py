@@ -27,7 +27,9 @@ def test_gradient_penalty_of_linear_critic_is_closed_form():
 
 def test_gradient_penalty_is_differentiable_in_critic_weights():
     w = torch.tensor([[3.0, 4.0]], requires_grad=True)
-    gp = gradient_penalty(linear_critic(w), torch.randn(1, 8, 2), torch.randn(1, 8, 2), torch.rand(1, 8))
+    gp = gradient_penalty(
+        linear_critic(w), torch.randn(1, 8, 2), torch.randn(1, 8, 2), torch.rand(1, 8)
+    )
     (g,) = torch.autograd.grad(gp.sum(), w)
     # d/dw (||w|| - 1)^2 = 2 (||w|| - 1) w / ||w|| = 2 * 4 * w / 5
     assert g[0].tolist() == pytest.approx([2 * 4 * 3 / 5, 2 * 4 * 4 / 5], rel=1e-5)
@@ -35,7 +37,9 @@ def test_gradient_penalty_is_differentiable_in_critic_weights():
 
 def test_r1_of_quadratic_critic():
     # D(x) = 0.5 ||x||^2 -> grad = x -> R1 = 0.5 E||x||^2
-    critic = lambda x: 0.5 * (x ** 2).sum(-1)
+    def critic(x):
+        return 0.5 * (x ** 2).sum(-1)
+
     real = torch.tensor([[[1.0, 2.0], [3.0, 0.0]]])
     assert r1_penalty(critic, real).item() == pytest.approx(0.5 * (5 + 9) / 2)
 
@@ -51,5 +55,7 @@ def test_feature_matching_and_clipping():
 
 
 def test_instance_noise_decays_linearly_to_zero():
-    assert [instance_noise_std(0.2, 4, e) for e in (1, 2, 3, 5, 9)] == pytest.approx([0.2, 0.15, 0.1, 0.0, 0.0])
+    assert [instance_noise_std(0.2, 4, e) for e in (1, 2, 3, 5, 9)] == pytest.approx(
+        [0.2, 0.15, 0.1, 0.0, 0.0]
+    )
     assert instance_noise_std(0.0, 4, 1) == 0.0

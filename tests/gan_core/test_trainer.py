@@ -42,7 +42,9 @@ def test_every_loss_moves_samples_towards_the_modes(loss, extra):
     for _ in trainer.epochs():
         pass
     after = mean_distance_to_modes(trainer)
-    assert after < 0.8 * before, f"{loss}: mean distance to nearest mode {before:.3f} -> {after:.3f}"
+    assert after < 0.8 * before, (
+        f"{loss}: mean distance to nearest mode {before:.3f} -> {after:.3f}"
+    )
 
 
 def test_conditional_dcgan_on_digits_draws_the_requested_class():
@@ -83,18 +85,24 @@ def test_same_seed_same_metrics_and_named_streams_are_independent():
     # Another data seed: same initial weights, different batches, different metrics.
     other = Trainer(cfg.replace(data_seed=99))
     fresh = Trainer(cfg)
-    assert all(torch.equal(p, q) for p, q in zip(other.G.parameters(), fresh.G.parameters()))
+    assert all(
+        torch.equal(p, q)
+        for p, q in zip(other.G.parameters(), fresh.G.parameters(), strict=True)
+    )
     c, _ = run_records(cfg.replace(data_seed=99))
     assert strip_time(c) != strip_time(a)
 
 
 def test_reproducible_in_a_fresh_process():
     code = ("import json; from gan_core import RunConfig, Trainer;"
-            f"cfg = RunConfig.from_dict({json.dumps(RING)!s}).replace(**{{'train.steps_per_epoch': 20}});"
+            f"cfg = RunConfig.from_dict({json.dumps(RING)!s})"
+            ".replace(**{'train.steps_per_epoch': 20});"
             "t = Trainer(cfg); r = [rec[0] for rec in t.epochs()];"
-            "print(json.dumps([{k: v for k, v in x.items() if not k.startswith('time/')} for x in r]))")
+            "print(json.dumps([{k: v for k, v in x.items() if not k.startswith('time/')}"
+            " for x in r]))")
     code = code.replace("true", "True").replace("false", "False").replace("null", "None")
-    outputs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    outputs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True).stdout
                for _ in range(2)]
     assert outputs[0] == outputs[1] and json.loads(outputs[0])[0]["epoch"] == 1.0
 
@@ -157,11 +165,15 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
 
 
 def test_divergence_ends_the_run_cleanly_and_spares_pack_neighbours():
-    cfg = ring_cfg(loss_type="least_squares", epochs=3, steps_per_epoch=50, batch_size=64, optimizer="rmsprop")
+    cfg = ring_cfg(loss_type="least_squares", epochs=3, steps_per_epoch=50, batch_size=64,
+                   optimizer="rmsprop")
     members = [Member(0, 0), Member(1, 1, g_lr=50.0, d_lr=50.0)]
     records, trainer = run_records(cfg, members)
     assert trainer.active == [True, False]
-    assert len(trainer.history[1]) == 1 and trainer.history[1][0]["loss/d"] != trainer.history[1][0]["loss/d"]
+    assert (
+        len(trainer.history[1]) == 1
+        and trainer.history[1][0]["loss/d"] != trainer.history[1][0]["loss/d"]
+    )
     assert trainer.verdicts()[1].status == "diverged" and trainer.verdicts()[1].onset_epoch == 1
     # Same pack shape, healthy partner: in the epoch of the NaN, member 0 is bit-identical,
     # so nothing leaked across members.
@@ -220,7 +232,8 @@ def test_lr_milestones_decay_each_members_own_rates_like_multisteplr():
         seen.append((trainer.opt_g.lr.tolist(), trainer.opt_d.lr.tolist()))
     # torch's MultiStepLR on a plain Adam, stepped once per epoch, gives the reference rates.
     ref = torch.optim.lr_scheduler.MultiStepLR(
-        torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1.0), milestones=[2, 4], gamma=0.1)
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1.0), milestones=[2, 4],
+        gamma=0.1)
     for g_lr, d_lr in seen:
         factor = ref.get_last_lr()[0]
         assert g_lr == pytest.approx([1e-3 * factor, 2e-3 * factor], rel=1e-6)
@@ -244,13 +257,15 @@ DIGITS_DCGAN = {"data": {"name": "digits"}, "eval": {"every": 0, "n_samples": 10
      "train": {"loss_type": "least_squares", "r1_weight": 0.5}},
     {**RING, "train": {"loss_type": "vanilla", "label_smoothing": 0.1, "clip_threshold": 0.05,
                        "optimizer": "rmsprop"}},
-], ids=["dcgan-bn", "dcgan-sn-hinge-r1", "mlp-wgan-gp-bn", "mlp-sn-pac-lsgan-r1", "mlp-vanilla-clip"])
+], ids=["dcgan-bn", "dcgan-sn-hinge-r1", "mlp-wgan-gp-bn", "mlp-sn-pac-lsgan-r1",
+        "mlp-vanilla-clip"])
 def test_pack_members_match_solo_runs(values):
     # Tolerance: a pack's batched kernels (bmm, grouped conv) sum in another order than a run
     # alone; after 10 steps members agree to rel 1e-4 (measured: 2e-7 at worst on AVX2 and
     # AVX-512 CPUs, now that no layer feeding batch norm has a bias for Adam to random-walk).
     values = json.loads(json.dumps(values))
-    values["train"] = {**values.get("train", {}), "epochs": 1, "batch_size": 32, "steps_per_epoch": 10}
+    values["train"] = {**values.get("train", {}), "epochs": 1, "batch_size": 32,
+                       "steps_per_epoch": 10}
     cfg = RunConfig.from_dict(values)
     members = [Member(1, 11), Member(2, 12, g_lr=5e-4), Member(3, 13)]
     packed, _ = run_records(cfg, members)
@@ -258,7 +273,9 @@ def test_pack_members_match_solo_runs(values):
         solo, _ = run_records(cfg, [member])
         for key, value in solo[-1][0].items():
             if not key.startswith("time/"):
-                assert packed[-1][i][key] == pytest.approx(value, rel=1e-4, abs=1e-6, nan_ok=True), key
+                assert packed[-1][i][key] == pytest.approx(
+                    value, rel=1e-4, abs=1e-6, nan_ok=True
+                ), key
 
 
 def test_generate_interpolate_and_artifacts(tmp_path):
@@ -268,4 +285,6 @@ def test_generate_interpolate_and_artifacts(tmp_path):
     path = trainer.interpolate(torch.zeros(2), torch.ones(2), 5)
     assert path.shape == (5, 2)
     files = trainer.save_artifacts(tmp_path)
-    assert {"samples", "dynamics", "grad_norms"} <= set(files) and all(p.stat().st_size > 1000 for p in files.values())
+    assert {"samples", "dynamics", "grad_norms"} <= set(files) and all(
+        p.stat().st_size > 1000 for p in files.values()
+    )

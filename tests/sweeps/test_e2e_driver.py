@@ -147,7 +147,10 @@ def _in_flight_checkpoint(root: Path, every: int) -> bool:
 
 def _timeline(root: Path) -> str:
     """When each checkpoint and experiment snapshot was written, for a missed window."""
-    paths = [*root.glob("tune/grid/experiment_state-*.json"), *root.glob("tune/grid/t*/checkpoint_*")]
+    paths = [
+        *root.glob("tune/grid/experiment_state-*.json"),
+        *root.glob("tune/grid/t*/checkpoint_*"),
+    ]
     if (root / "trials.parquet").is_file():
         paths.append(root / "trials.parquet")
     start = min((p.stat().st_mtime for p in paths), default=0.0)
