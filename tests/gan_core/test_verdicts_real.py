@@ -117,10 +117,14 @@ def test_huge_learning_rate_least_squares_is_diverged_and_ends_cleanly():
 
 
 # A healthy WGAN-GP on PacGAN's 25-Gaussian grid (std 0.05): 3 x 128 ReLU G and critic,
-# n_critic 2, penalty weight 10, Adam (0.5, 0.9) at lr 1e-3, 10 x 100 generator steps.
-# Measured: finite losses, samples spread over the grid (13-18 of 25 modes at the end), but
-# only 1-2% of them within 3 std (0.15) of a mode, so the monitor's poor_quality rule
-# (quality/hq_fraction < 0.5) decides. That is all a run short enough for a test can show.
+# n_critic 2, penalty weight 10, Adam (0.5, 0.9) at lr 5e-4, 10 x 100 generator steps.
+# Measured (seeds 0-5, each with the Adam here and with torch's fused Adam kernel, whose
+# rounding differs): finite losses, samples spread over the grid (8-20 of 25 modes at the
+# end, std 2.1-4.1 per axis), but only 1-2% of them within 3 std (0.15) of a mode, so the
+# monitor's poor_quality rule (quality/hq_fraction < 0.5) decides. That is all a run short
+# enough for a test can show. The rate matters: at 1e-3 and 3e-4, 1-2 of 6 seeds ended
+# half-collapsed with one Adam or the other (1-5 modes, std 0.5-1.5 on an axis), so which
+# seeds passed depended on float rounding.
 # The "stable" verdict of the issue needs minutes of training: `bench/grid.py --preset
 # wgan_gp` (WGAN-GP with penalty weight 0.1, n_critic 5, g_lr 2e-4 / d_lr 1e-3, two
 # learning-rate decays, 4,000 generator steps of a 256x8 G and a 256x3 critic) trains seeds
@@ -133,7 +137,7 @@ WGAN_GP_GRID = {
     "discriminator": {"hidden_dims": [128, 128, 128]},
     "train": {"loss_type": "wasserstein", "gp_weight": 10.0, "n_critic": 2,
               "g_betas": [0.5, 0.9], "d_betas": [0.5, 0.9], "batch_size": 256,
-              "g_lr": 1e-3, "d_lr": 1e-3, "epochs": 10, "steps_per_epoch": 100},
+              "g_lr": 5e-4, "d_lr": 5e-4, "epochs": 10, "steps_per_epoch": 100},
     "eval": {"every": 2},
 }
 
@@ -158,6 +162,6 @@ def test_wgan_gp_on_the_grid_trains_healthily_and_only_quality_is_flagged(wgan_g
         assert v.problems == ("poor_quality",), (i, v)  # nothing but sample precision
         samples = trainer.generate(2500, member=i)
         q = mixture_metrics(samples, ds.centers, ds.std)
-        assert q["quality/modes"] >= 10, (i, q)  # measured 13-18: not collapsed
+        assert q["quality/modes"] >= 6, (i, q)  # measured 8-20: not collapsed
         assert (samples.std(dim=0) > 1.5).all()  # spread over the grid (data: 2.83 per axis)
         assert q["quality/hq_fraction"] < 0.5  # ... but blurred: hence poor_quality
