@@ -65,6 +65,7 @@ def run(sweep: Path, workdir: Path, trial_epochs: int | None = None) -> dict:
     cores = os.cpu_count() or 1
     cores_used = min(cores, int(cores // spec.resources.cpus) * spec.resources.cpus)
     training = float(epochs["time/epoch_s"].sum())
+    evaluation = float(epochs.get("time/eval_s", pd.Series(dtype=float)).sum())
     trial_wall = float(
         (pd.to_datetime(trials.finished_at) - pd.to_datetime(trials.started_at))
         .dt.total_seconds()
@@ -74,8 +75,9 @@ def run(sweep: Path, workdir: Path, trial_epochs: int | None = None) -> dict:
     first_start = pd.to_datetime(trials.started_at).min()
     last_finish = pd.to_datetime(trials.finished_at).max()
     # Where the rest went: before the first trial started (Ray start, planning, MLflow set-up),
-    # inside trials beyond their training epochs (worker and trainer set-up, checkpoints,
-    # figures, result round trips; per core), and after the last trial (shutdown).
+    # inside trials beyond their training epochs (worker and trainer set-up, quality
+    # evaluations, checkpoints, figures, result round trips; per core), and after the last
+    # trial (shutdown). Trial start and finish times are stored to the second.
     before_first = (first_start - pd.Timestamp(started)).total_seconds()
     after_last = wall - (last_finish - pd.Timestamp(started)).total_seconds()
     return {
@@ -91,6 +93,7 @@ def run(sweep: Path, workdir: Path, trial_epochs: int | None = None) -> dict:
         "ideal_s": round(ideal, 2),
         "before_first_trial_s": round(before_first, 2),
         "inside_trials_per_core_s": round((trial_wall - training) / cores_used, 2),
+        "evaluation_per_core_s": round(evaluation / cores_used, 2),
         "after_last_trial_s": round(after_last, 2),
         "sweep_overhead_ratio": round(wall / ideal, 3),
         "trial_overhead_ratio": round(trial_wall / training, 3),
@@ -114,7 +117,8 @@ def main() -> int:
     print(f"trial wall time / own training time: {result['trial_overhead_ratio']}")
     print(
         f"overhead: {result['before_first_trial_s']} s before the first trial, "
-        f"{result['inside_trials_per_core_s']} s per core inside trials beyond training, "
+        f"{result['inside_trials_per_core_s']} s per core inside trials beyond training "
+        f"({result['evaluation_per_core_s']} s of it quality evaluation), "
         f"{result['after_last_trial_s']} s after the last"
     )
     print(f"sweep_overhead_ratio={result['sweep_overhead_ratio']}")

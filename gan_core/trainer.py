@@ -403,7 +403,9 @@ class Trainer:
         if self._is_eval_epoch():
             for i, record in records.items():
                 if not divergence(record, self.cfg.monitor):
+                    start = time.perf_counter()
                     record.update(self._quality(i))
+                    record["time/eval_s"] = time.perf_counter() - start
         return records
 
     def _is_eval_epoch(self) -> bool:

@@ -107,6 +107,16 @@ def test_reproducible_in_a_fresh_process():
     assert outputs[0] == outputs[1] and json.loads(outputs[0])[0]["epoch"] == 1.0
 
 
+def test_evaluation_epochs_carry_quality_metrics_and_their_own_time():
+    cfg = RunConfig.from_dict({**RING, "eval": {"every": 2, "n_samples": 500},
+                               "train": {"epochs": 3, "batch_size": 64, "steps_per_epoch": 5}})
+    history = [rec[0] for rec in Trainer(cfg).epochs()]
+    evaluated = ["quality/modes" in r for r in history]
+    assert evaluated == [False, True, True]  # every 2nd epoch, and the last
+    assert ["time/eval_s" in r for r in history] == evaluated
+    assert all(r["time/eval_s"] > 0 and r["time/epoch_s"] > 0 for r in history[1:])
+
+
 def test_a_trainer_turns_on_deterministic_kernels_without_loading_inductor():
     # Loading torch._inductor costs every sweep worker about 1.7 s before its first trial.
     code = ("import sys, torch; from gan_core import RunConfig, Trainer;"
