@@ -2,10 +2,13 @@
 
 Runs one real sweep twice with `gansweep run` machinery (embedded Ray, MLflow in a temporary
 SQLite store): once as a triage-grade sweep that sees every run to its end, once with
-``early_stop: {enabled: true}``. The sweep is the ring GAN over seeds x batch sizes x generator
-learning rates, where one generator LR is 5,000 times too small for the discriminator's (an
-exponent typo: G barely moves, D wins at once), so half the trials fail with ``d_dominance`` and the
-rest train normally (stable, or poor quality: a verdict early stopping never acts on).
+``early_stop: {enabled: true}``. The sweep is the ring GAN over seeds x batch sizes (256, 512) x
+generator learning rates, where one generator LR is 5,000 times too small (G barely moves, D wins
+at once), so half the trials fail with ``d_dominance`` and the rest train normally (stable, or
+poor quality: a verdict early stopping never acts on). The healthy LR is one at which most runs
+end stable, so the triage can name the cause of the failing half (``lr``) and the comparison of
+causes tests something: with batch 64 and a 5e-3 G, half the healthy runs ended poor_quality and
+every cause came out inconclusive.
 
 Prints per-trial verdicts and epochs of both runs, then
 ``early_stop_saved=<fraction> causes_identical=<true|false>``, and writes bench/early_stop.json.
@@ -50,7 +53,7 @@ SWEEP = {
     "epochs": 40,
     "eval_every": 1,
     "checkpoint_every": 10,
-    "grid": {"seed": [0, 1, 2], "batch_size": [64, 256], "g_lr": [5e-3, 1e-6]},
+    "grid": {"seed": [0, 1, 2], "batch_size": [256, 512], "g_lr": [1e-3, 2e-7]},
     "resources": {"cpus": 1},
 }
 
