@@ -443,10 +443,7 @@ class Trainer:
             self.G.train(was_training)
 
     def _compact(self, keep: list[int] | None = None) -> None:
-        """Drop stopped members from every member-axis tensor.
-
-        So the pack computes only live runs.
-        """
+        """Drop stopped members from every member-axis tensor: the pack computes only live runs."""
         keep = [i for i in self._slots if self.active[i]] if keep is None else keep
         if keep == self._slots or not keep:
             return
