@@ -12,6 +12,7 @@ import dataclasses
 import math
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -34,8 +35,21 @@ class ConfigError(ValueError):
     """A user-supplied configuration value is invalid. The message names the field."""
 
 
-LOSS_TYPES = ("vanilla", "non_saturating", "wasserstein", "hinge", "least_squares")
-_LOSS_ALIASES = {"lsgan": "least_squares", "minimax": "vanilla", "wgan": "wasserstein"}
+LOSS_TYPES = ("minimax", "non_saturating", "wasserstein", "hinge", "least_squares")
+# "vanilla" is the non-saturating loss, as in Artifex's GANTrainer (seeds/002: "Vanilla GAN
+# (Non-Saturating)") and the PyTorch DCGAN tutorial; gansweep 0.1 used it for the saturating
+# minimax loss, now called "minimax" (Goodfellow et al. 2014, eq. 1).
+_LOSS_ALIASES = {
+    "vanilla": "non_saturating",
+    "lsgan": "least_squares",
+    "saturating": "minimax",
+    "wgan": "wasserstein",
+}
+VANILLA_WARNING = (
+    "train.loss_type 'vanilla' is the non-saturating loss (as in Artifex and the PyTorch DCGAN "
+    "tutorial); gansweep 0.1 used it for the saturating minimax loss: write 'minimax' for that, "
+    "or 'non_saturating' to silence this warning"
+)
 DCGAN_SIZES = (8, 16, 32, 64)
 
 Activation = Literal["relu", "leaky_relu"]
@@ -70,7 +84,8 @@ class DiscriminatorConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    loss_type: str = "non_saturating"  # one of LOSS_TYPES (aliases: lsgan, minimax, wgan)
+    # one of LOSS_TYPES; aliases: vanilla (= non_saturating), lsgan, saturating (= minimax), wgan
+    loss_type: str = "non_saturating"
     epochs: int = 10
     batch_size: int = 256
     n_critic: int = 1  # discriminator steps per generator step
@@ -82,9 +97,9 @@ class TrainingConfig:
     gp_weight: float = 0.0  # gradient penalty on interpolates (WGAN-GP uses 10)
     gp_target: float = 1.0  # target gradient norm of the penalty
     r1_weight: float = 0.0  # gamma of R1 = gamma/2 E||grad D(real)||^2
-    label_smoothing: float = 0.0  # one-sided: real target 1 - s (vanilla, non_saturating)
+    label_smoothing: float = 0.0  # one-sided: real target 1 - s (minimax, non_saturating)
     clip_threshold: float | None = None  # WGAN weight clipping bound c
-    instance_noise: float = 0.0  # initial std of noise added to D inputs
+    instance_noise: float = 0.0  # initial std of noise on D's inputs, in D and G steps
     instance_noise_epochs: int = 0  # epochs over which that std decays linearly to 0
     feature_matching_weight: float = 0.0  # adds ||E f(real) - E f(fake)||^2 to G's loss
     lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0)  # (a fake, b real, c G)
@@ -124,34 +139,58 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class MonitorConfig:
-    """Thresholds of the health monitor; sources in gan_core/monitor.py."""
+    """Thresholds of the health monitor (gan_core/monitor.py), each with its unit and source.
 
-    window: int = 5  # epochs the monitor looks back over
-    d_strong_real: float = 0.95  # D too strong: D(real) above this ...
-    d_strong_fake: float = 0.05  # ... and D(fake) below this
-    d_weak_real: float = 0.6  # D too weak: D(real) below this ...
-    d_weak_fake: float = 0.4  # ... and D(fake) above this
-    vanishing_grad: float = 1e-6  # G gradient norm below this vanishes
-    collapse_d_loss: tuple[float, float] = (0.72, 0.75)  # D loss stuck in this band
-    collapse_g_accuracy: float = 0.99  # G fools D this often
-    collapse_pixvar: float = 0.1  # image PixVar below this
-    collapse_modes_fraction: float = 0.5  # mixtures: at most this share of modes captured
-    collapse_d_fake_std: float = 0.01  # D(fake) nearly constant over the window
-    clip_persistent_pct: float = 50.0
-    dg_ratio_min: float = 0.01
-    weight_explode: float = 1e3  # |weight| mean above this is divergence
-    loss_explode: float = 1e6  # |loss| above this is divergence (healthy GAN losses: < 1e3)
-    poor_quality_hq_fraction: float = 0.5  # mixtures: fewer high-quality samples than this
-    # images: FID above this (001: > 400 poor, Inception scale only)
+    Sources: "001" is ../shared/seeds/001 (GAN training guide), "004" is seeds/004 (training
+    dynamics); "ours" means set by measurement here, with the margin that `bench/verdicts.py`
+    checks on labelled runs.
+    """
+
+    window: int = 5  # epochs a "stuck" condition must hold, and the early-level span (ours)
+    # D dominance
+    d_strong_real: float = 0.95  # probability losses: D(real) above this ... (004)
+    d_strong_fake: float = 0.05  # ... and D(fake) below this is D too strong (004)
+    dominance_accuracy: float = 0.98  # any loss: D accuracy at or above this share ... (ours)
+    dominance_margin_keep: float = 0.5  # ... with its real-fake margin >= this x early (ours)
+    # D balance warnings
+    d_weak_real: float = 0.6  # D too weak: D(real) below this ... (004)
+    d_weak_fake: float = 0.4  # ... and D(fake) above this (004)
+    converged_tol: float = 0.1  # D(real), D(fake) within this of 0.5 is converged (004)
+    log2_tol: float = 0.02  # BCE D loss within this of log 2 with chance accuracy (004)
+    flat_tol: float = 1e-3  # losses flat: window std below this x |mean| for D and G (004)
+    clip_persistent_pct: float = 50.0  # warning: % of critic weights at the clip bound (001)
+    dg_ratio_min: float = 0.01  # warning: D/G loss ratio below this (001: possible collapse)
+    # gradients
+    vanishing_grad: float = 1e-6  # G gradient norm below this vanishes (004)
+    vanishing_grad_drop: float = 1e-3  # ... or below this x its early level (3 orders, ours)
+    # mode collapse
+    collapse_d_loss: tuple[float, float] = (0.72, 0.75)  # BCE D loss stuck in this band (001)
+    collapse_d_accuracy_tol: float = 0.05  # "D accuracy stuck at 50%": within this (ours)
+    collapse_g_accuracy: float = 0.99  # G fools D this often (001: 99%+)
+    collapse_pixvar: float = 0.1  # image PixVar below this, [-1, 1] pixels (001)
+    collapse_modes_fraction: float = 0.5  # mixtures: at most this share of modes (ours)
+    collapse_spread_ratio: float = 0.5  # samples' mean pairwise distance / data's below (ours)
+    collapse_near_fraction: float = 0.5  # ... with this share near a mode (ours)
+    collapse_class_coverage: float = 0.5  # images: at most this share of classes seen (ours)
+    collapse_max_fid_rel: float = 0.8  # ... by samples nearer the data than noise (ours)
+    collapse_d_fake_std: float = 0.01  # D(fake) nearly constant over the window (004)
+    collapse_min_distance: float = 0.01  # images: min pairwise sample distance (004)
+    collapse_diversity_ratio: float = 0.01  # one point: mean pairwise distance / data's (ours)
+    distance_spread: float = 0.1  # warning: pairwise-distance std below this x mean (004)
+    # divergence
+    weight_explode: float = 50.0  # mean |weight| above this (healthy: 1e-2..1; ours)
+    loss_explode: float = 1e4  # |loss| above this (healthy GAN losses: < 1e3; ours)
+    divergence_growth: float = 2.0  # growth counts from this x the early level (ours)
+    # quality
+    poor_quality_hq_fraction: float = 0.5  # mixtures: fewer high-quality samples (ours)
+    poor_quality_fid_rel: float = 0.5  # images: relative FID above this (ours)
+    # images: FID above this (001: > 400 poor, Inception scale only, so off by default)
     poor_quality_fid: float | None = None
     poor_quality_is: float | None = 2.0  # images: IS below this (001: < 2.0 limited)
-    collapse_d_accuracy_tol: float = 0.05  # "D accuracy stuck at 50%": within this of 0.5
-    collapse_min_distance: float = 0.01  # images: min pairwise sample distance (004)
-    collapse_diversity_ratio: float = 0.01  # samples' mean pairwise distance / the data's
-    converged_tol: float = 0.1  # D(real), D(fake) within this of 0.5 is converged (004)
-    early_real: float = 0.9  # early training: D(real) above this ...
+    # phases
+    early_real: float = 0.9  # early training: D(real) above this ... (004)
     early_fake: float = 0.1  # ... and D(fake) below this (004)
-    w_flat: float = 0.1  # Wasserstein phase: window mean moved < this share of its peak
+    w_flat: float = 0.1  # critic phase: window mean moved < this share of its peak (001)
 
 
 @dataclass(frozen=True)
@@ -228,9 +267,11 @@ class RunConfig:
             raise ConfigError(
                 f"train.label_smoothing: must be in [0, 0.5), got {t.label_smoothing}"
             )
-        if t.label_smoothing and t.loss not in ("vanilla", "non_saturating"):
+        if t.loss_type == "vanilla":
+            warnings.warn(VANILLA_WARNING, UserWarning, stacklevel=2)  # once per process
+        if t.label_smoothing and t.loss not in ("minimax", "non_saturating"):
             raise ConfigError(
-                f"train.label_smoothing: only applies to vanilla and non_saturating losses, "
+                f"train.label_smoothing: only applies to minimax and non_saturating losses, "
                 f"not {t.loss!r}"
             )
         if t.clip_threshold is not None and t.clip_threshold <= 0:

@@ -54,6 +54,7 @@ __all__ = [
     "InceptionExtractor",
     "RealStats",
     "cache_dir",
+    "evenly_spaced",
     "get_extractor",
     "list_extractors",
 ]
@@ -118,6 +119,9 @@ class FeatureExtractor(ABC):
 
     name: str
     real: RealStats
+    # True when `embed`'s class probabilities are over the data set's own labelled classes, so
+    # the samples' class histogram measures class coverage (stacked-MNIST style).
+    predicts_data_classes: bool = False
 
     @abstractmethod
     def embed(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -179,7 +183,7 @@ def _save_cache(path: Path, payload: dict[str, Any]) -> None:
 # --- helpers shared by the extractors --------------------------------------------------------
 
 
-def _evenly_spaced(n: int, m: int) -> Tensor:
+def evenly_spaced(n: int, m: int) -> Tensor:
     """``min(n, m)`` indices spread evenly over ``0..n-1``: a deterministic, RNG-free subset."""
     if m >= n:
         return torch.arange(n)
@@ -204,7 +208,7 @@ def _real_stats(feats: Tensor, probs: Tensor | None, max_kid: int) -> RealStats:
 
     mu, sigma = gaussian_stats(feats)
     score = math.nan if probs is None else inception_score(probs)[0]
-    kid_feats = feats[_evenly_spaced(len(feats), max_kid)].clone()
+    kid_feats = feats[evenly_spaced(len(feats), max_kid)].clone()
     return RealStats(mu, sigma, kid_feats, score, len(feats))
 
 
@@ -385,6 +389,7 @@ class ClassifierExtractor(FeatureExtractor):
         self.model = model.to(device).eval()
         self.device = device
         self.label_source = label_source  # "labels" or "kmeans"
+        self.predicts_data_classes = label_source == "labels"
 
     @torch.no_grad()
     def _embed_batch(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -449,7 +454,7 @@ class ClassifierExtractor(FeatureExtractor):
         path: Path,
         shape: list[int],
     ) -> ClassifierExtractor:
-        idx = _evenly_spaced(len(dataset.x), cfg.max_train)
+        idx = evenly_spaced(len(dataset.x), cfg.max_train)
         x = dataset.x[idx]
         with _cpu_threads(dev, 1):
             y, num_classes, source = _training_targets(dataset, x, idx, cfg)
@@ -457,7 +462,7 @@ class ClassifierExtractor(FeatureExtractor):
             ext = cls(model, dev, source)
             # One pass over the real images: raw features (buffers still identity) give the
             # standardisation, then the standardised features give the statistics.
-            raw, probs = ext.embed(dataset.x[_evenly_spaced(len(dataset.x), cfg.max_real)])
+            raw, probs = ext.embed(dataset.x[evenly_spaced(len(dataset.x), cfg.max_real)])
             mean, std = raw.mean(dim=0), raw.std(dim=0).clamp_min(1e-6)
             model.feat_mean.copy_(mean)
             model.feat_std.copy_(std)
@@ -554,7 +559,7 @@ class InceptionExtractor(FeatureExtractor):
         with _file_lock(path):  # one process embeds the real images; the others wait and load
             real = _cached_real(path)
             if real is None:
-                x = dataset.x[_evenly_spaced(len(dataset.x), 5_000)]
+                x = dataset.x[evenly_spaced(len(dataset.x), 5_000)]
                 real = _real_stats(*ext.embed(x), 2_000)
                 _save_cache(path, {"real": real.to_payload()})
         ext.real = real

@@ -101,7 +101,7 @@ def _score_midpoint(real: Tensor, fake: Tensor, cfg: TrainingConfig) -> Tensor:
 
 
 LOSSES: dict[str, Loss] = {
-    "vanilla": Loss("vanilla", _bce_d, _minimax_g, True, _half),
+    "minimax": Loss("minimax", _bce_d, _minimax_g, True, _half),
     "non_saturating": Loss("non_saturating", _bce_d, _non_saturating_g, True, _half),
     "wasserstein": Loss("wasserstein", _wasserstein_d, _wasserstein_g, False, _score_midpoint),
     "hinge": Loss("hinge", _hinge_d, _wasserstein_g, False, _zero),

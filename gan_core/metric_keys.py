@@ -4,9 +4,50 @@ Plain tuples with no torch import: the evaluator writes these keys, the monitor 
 and the sweep spec checks search objectives against them.
 """
 
-MIXTURE_KEYS = ("quality/modes", "quality/hq_fraction", "quality/kl")
-IMAGE_KEYS = ("quality/fid", "quality/kid", "quality/is", "quality/pixvar")
+# 2-D mixtures. quality/near_fraction: samples within half the mode spacing of a mode;
+# quality/modes_reached: modes with at least half their uniform share of those near samples
+# (coverage of the data's support however blurry the samples are).
+MIXTURE_KEYS = (
+    "quality/modes",
+    "quality/hq_fraction",
+    "quality/kl",
+    "quality/modes_reached",
+    "quality/near_fraction",
+)
+# Images. quality/fid_rel: the FID placed between a real held-out subset (0) and uniform noise
+# (1) in the same feature space, so that a classifier-space FID has a scale.
+IMAGE_KEYS = (
+    "quality/fid",
+    "quality/fid_rel",
+    "quality/kid",
+    "quality/kid_std",
+    "quality/is",
+    "quality/is_std",
+    "quality/pixvar",
+)
+# Labelled images: classes the classifier sees among the samples (stacked-MNIST protocol).
+CLASS_KEYS = ("quality/classes", "quality/class_coverage", "quality/class_kl")
 PAIRWISE_KEYS = ("diversity/mean", "diversity/min", "diversity/std")
 # diversity/ratio: the generated mean pairwise distance over the real data's (scale-free; 1 = as
 # spread as the data)
 DIVERSITY_KEYS = PAIRWISE_KEYS + ("diversity/ratio",)
+# Every evaluation: the share of generated samples with a non-finite value (a diverged G).
+NONFINITE_KEY = "quality/nonfinite"
+EVAL_KEYS = MIXTURE_KEYS + IMAGE_KEYS + CLASS_KEYS + DIVERSITY_KEYS + (NONFINITE_KEY,)
+
+# Which way is better for each quality key (the sweep's `best/<key>` columns, search objectives).
+QUALITY_DIRECTIONS = {
+    "quality/modes": "max",
+    "quality/hq_fraction": "max",
+    "quality/kl": "min",
+    "quality/modes_reached": "max",
+    "quality/near_fraction": "max",
+    "quality/fid": "min",
+    "quality/fid_rel": "min",
+    "quality/kid": "min",
+    "quality/is": "max",
+    "quality/pixvar": "max",
+    "quality/classes": "max",
+    "quality/class_coverage": "max",
+    "quality/class_kl": "min",
+}

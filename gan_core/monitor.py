@@ -3,96 +3,105 @@
 Everything here is a pure function of the per-epoch records of docs/CONTRACTS.md, so
 the same code judges a live run (called every epoch), a checkpointed one and a row
 group read back from ``epochs.parquet``. Failures are data: nothing here raises on
-NaN; a NaN loss is evidence of divergence.
+NaN; a NaN loss is evidence of divergence. Thresholds live in `MonitorConfig`, each
+with its unit and source; `bench/verdicts.py` measures the rules on labelled runs.
 
 Sources: "001" is ../shared/seeds/001_f2814c4aeb27dcae.txt (GAN Training Guide),
 "004" is ../shared/seeds/004_a9ccca2a940fbf32.txt (Training Dynamics).
 
 Rules, in precedence order (the first that holds at the end decides the verdict):
 
-- diverged -> verdict ``diverged``: any loss/* non-finite or |loss| > loss_explode (1e6,
-  ours: healthy losses of every supported loss stay below ~1e3, and an Adam run at lr 1e3
-  reached 1e33 before it overflowed), or weights/{d,g}_abs_mean non-finite or >
-  weight_explode (1e3, ours: healthy mean |w| is 1e-2..1), in ANY epoch;
-  terminal, never "resolved" (STYLE.md habit 11: "A NaN loss ends a run with verdict
-  diverged").
+- diverged -> ``diverged``: in ANY epoch a loss/* non-finite or |loss| > loss_explode, or
+  weights/{d,g}_abs_mean non-finite or > weight_explode, or generated samples non-finite
+  (quality/nonfinite > 0) while the losses are finite. Terminal (STYLE.md habit 11). The
+  onset is the first epoch of the sustained growth that ended in the explosion: walking
+  back from it, each epoch smaller than the next and above divergence_growth x the key's
+  early level (the median of its first `window` epochs).
 - mode_collapse -> ``mode_collapse``: any decisive signal below holds at the end.
-- vanishing_gradients -> ``vanishing_gradients``: grad/g_norm < vanishing_grad (1e-6),
-  stuck. 004 "Vanishing Gradients" (detect_vanishing_gradients) and GANMonitor.
-- d_too_strong -> ``d_dominance``: D(real) > d_strong_real (0.95) and D(fake) <
-  d_strong_fake (0.05), stuck. 004 competitive-phase check and GANMonitor "D too strong".
+- vanishing_gradients -> ``vanishing_gradients``: grad/g_norm < vanishing_grad (004), or
+  below vanishing_grad_drop x its own early level (three orders of magnitude), stuck.
+- d_too_strong -> ``d_dominance``: D(real) > 0.95 and D(fake) < 0.05 (004, probability
+  losses), stuck; or, for every loss, D accuracy >= dominance_accuracy with the margin
+  between D's real and fake outputs (d/real - d/fake; loss/w_dist for critics) at least
+  dominance_margin_keep x its early level, stuck: D separates every sample and G is not
+  closing the gap (a hinge D at loss 0, a critic whose W-distance never falls, an NS D
+  at 0.93/0.07).
 - poor_quality -> ``poor_quality``: at the latest evaluation quality/hq_fraction <
-  poor_quality_hq_fraction (0.5, ours; PacGAN's plain GAN reaches 94.8%), or quality/fid >
-  400 (001 FID table: >400 Poor, Inception scale), or quality/is < 2.0 (001: <2.0 Limited).
-- d_too_weak (warning): D(real) < d_weak_real (0.6) and D(fake) > d_weak_fake (0.4),
-  outside the converged band |D - 0.5| < 0.1, stuck. 004 "G is winning (D struggling)";
-  the band is 004 check_convergence(tolerance=0.1): 0.5/0.5 is equilibrium, not weakness.
-- persistent_clipping (warning): weights/clip_pct > clip_persistent_pct (50), stuck.
-  001 Clip% table ">50% Persistent: increase threshold".
-- low_dg_ratio (warning): stability/dg_ratio < dg_ratio_min (0.01), stuck. 001 "D/G
-  Ratio: <0.01 = possible collapse".
+  poor_quality_hq_fraction (mixtures), quality/fid_rel > poor_quality_fid_rel (images:
+  the FID nearer noise than held-out real data), quality/fid > poor_quality_fid (off by
+  default: 001's bands are Inception's), or quality/is < poor_quality_is (001).
+- warnings, which decide nothing: d_too_weak (004 "G is winning", outside the converged
+  band), d_at_chance (004: BCE D loss near log 2 with chance accuracy: "may need more D
+  capacity"), losses_flat (004 "both losses flat: training stuck"), persistent_clipping
+  (001 Clip% > 50%), low_dg_ratio (001 D/G < 0.01), low_distance_spread (004
+  detect_mode_collapse: pairwise-distance std < 0.1 x mean, "possible partial collapse";
+  a warning because a healthy high-dimensional sample concentrates its distances too).
 
 Mode-collapse signals (decisive unless marked):
 
-- loss signature: loss/d in collapse_d_loss (0.72-0.75), |d/accuracy - 0.5| <=
-  collapse_d_accuracy_tol (0.05, ours) and g/accuracy >= collapse_g_accuracy (0.99),
-  stuck. 001 "Mode Collapse Triage / Symptoms" table.
-- PixVar: latest quality/pixvar < collapse_pixvar (0.1). 001 "PixVar: <0.1 = Mode collapse".
-- few modes (2-D mixtures, when the caller passes ``n_modes``): latest quality/modes <=
-  collapse_modes_fraction (0.5, ours) x n_modes (half the modes dropped is collapse) while
-  quality/hq_fraction is not below poor_quality_hq_fraction (few modes and off-mode samples
-  is poor quality: G has not found the data, rather than collapsed onto part of it).
-  004 "Cluster analysis".
-- near-duplicate samples (images only: a tight mixture's healthy samples are closer than
-  this): latest diversity/min < collapse_min_distance (0.01). 004 detect_mode_collapse.
-- one point (any data): latest diversity/ratio (mean pairwise distance of the samples over
-  the real data's) < collapse_diversity_ratio (0.01, ours): G maps every latent to nearly
-  the same sample, on a mode or off every mode. 004 "low pairwise distance"; scale-free, so
-  it also holds for 2-D mixtures, where the min-distance rule cannot.
-- supporting only: D(fake) nearly constant (d/fake_batch_std, or the spread of d/fake
-  over the window, < collapse_d_fake_std = 0.01; 004 GANMonitor). It is added to the
-  evidence but never decides alone: a saturated D (every fake scored 0) or a converged
-  one (every sample 0.5) is just as constant.
+- loss signature (BCE losses): loss/d in 0.72-0.75, D accuracy within 0.05 of 0.5 and
+  G accuracy >= 0.99, stuck (001 "Mode Collapse Triage / Symptoms").
+- PixVar (images): latest quality/pixvar < collapse_pixvar (001).
+- few modes (mixtures, with ``n_modes``): latest quality/modes <= collapse_modes_fraction x
+  n_modes with quality/hq_fraction >= poor_quality_hq_fraction: G covers part of the data
+  well (004 "Cluster analysis").
+- partial collapse (mixtures, with ``n_modes``): latest quality/modes_reached <=
+  collapse_modes_fraction x n_modes, diversity/ratio < collapse_spread_ratio and
+  quality/near_fraction >= collapse_near_fraction: however blurry, most samples sit on the
+  data's support, in one or a few blobs or on a short arc, far less spread than the data.
+  A G spread over the whole support but off the modes reaches every mode, and one that has
+  not found the data (a blob between the modes, as at initialisation) has few samples
+  near a mode: both poor quality, not collapse.
+- few classes (labelled images): latest quality/class_coverage <= collapse_class_coverage
+  with quality/fid_rel < collapse_max_fid_rel (samples nearer the data than noise: a
+  classifier sorts noise into few classes too, and noise is poor quality).
+- near-duplicate samples (images): latest diversity/min < collapse_min_distance (004).
+- one point (any data): latest diversity/ratio < collapse_diversity_ratio.
+- supporting only: D(fake) nearly constant (004 GANMonitor), added to the evidence.
 
 "Stuck" means the condition held in each of the last ``cfg.window`` epochs; the onset is
 the first epoch of that unbroken trailing run, so a problem that appeared and resolved is
 not reported, and D too strong in the first epochs only is normal early training (004
-"Phase 1"). A run shorter than ``cfg.window`` epochs can only be diverged, collapsed or
-poor by its quality metrics. Quality rules read the latest evaluation; their onset is
-the first of the trailing run of bad evaluations.
+"Phase 1"). Rules relative to a run's own early level need two windows of history. Quality
+rules read the latest evaluation; their onset is the first of the trailing bad evaluations.
 
-Loss awareness: vanilla and non_saturating report D outputs as probabilities, so every
+Loss awareness: minimax and non_saturating report D outputs as probabilities, so every
 rule applies. least_squares reports raw scores that, with the default targets (a, b) =
-(0, 1), sit on the same scale (Mao et al. 2017, Prop. 1: D* = p_data / (p_data + p_g)):
-the D(real)/D(fake) bands and phases apply, the 0.72-0.75 loss band (a BCE value, ln 2
-~ 0.693 at D = 0.5) does not. wasserstein and hinge have unbounded critic scores: no
-probability band and no loss band; their phase follows the W-distance trend instead.
+(0, 1), sit on the same scale (Mao et al. 2017, Prop. 1): the D(real)/D(fake) bands and
+phases apply, the BCE loss bands do not. wasserstein and hinge have unbounded critic
+scores: no probability band and no loss band; dominance reads their accuracy and margin,
+and their phase follows the W-distance trend.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .config import LOSS_TYPES, MonitorConfig
-from .metric_keys import DIVERSITY_KEYS, IMAGE_KEYS, MIXTURE_KEYS
+from .metric_keys import EVAL_KEYS, IMAGE_KEYS, MIXTURE_KEYS, NONFINITE_KEY
 
 __all__ = [
     "PHASES",
     "STATUSES",
     "PROBLEMS",
+    "PROBLEM_LABELS",
     "Problem",
     "Health",
+    "RunSummary",
     "Verdict",
     "assess",
     "confident_failure",
     "divergence",
+    "health_line",
+    "summarize",
     "verdict",
 ]
 
-Record = Mapping[str, float]
+Record = Mapping[str, Any]
 History = Sequence[Record]
 
 PHASES = ("early", "competitive", "converged")
@@ -105,8 +114,9 @@ STATUSES = (
     "poor_quality",
 )
 
-_BANDED = frozenset({"vanilla", "non_saturating", "least_squares"})  # D outputs on a [0, 1] scale
-_BCE = frozenset({"vanilla", "non_saturating"})  # the 0.72-0.75 D-loss band is a BCE value
+_PROBABILITY = frozenset({"minimax", "non_saturating"})  # D outputs are probabilities
+_BANDED = _PROBABILITY | {"least_squares"}  # D outputs on a [0, 1] scale
+_BCE = _PROBABILITY  # the loss bands are BCE values
 
 _LOSS_KEYS = (
     "loss/d",
@@ -121,7 +131,6 @@ _LOSS_KEYS = (
 _WEIGHT_KEYS = ("weights/d_abs_mean", "weights/g_abs_mean")
 _SUMMARY_KEYS = ("loss/d", "loss/g", "loss/w_dist", "d/real", "d/fake", "d/accuracy", "g/accuracy")
 _QUALITY_KEYS = IMAGE_KEYS + MIXTURE_KEYS
-_EVAL_KEYS = _QUALITY_KEYS + DIVERSITY_KEYS
 
 
 @dataclass(frozen=True)
@@ -188,12 +197,13 @@ class _Finding:
 class _Rule:
     name: str
     status: str | None  # the verdict it decides; None: a warning that decides nothing
+    label: str  # the words of 004's health line
     check: Callable[[_Context], _Finding | None]
 
 
 # ---------------------------------------------------------------- record helpers
 def _value(rec: Record, key: str) -> float:
-    """The record's value as a float; NaN when missing or null (parquet)."""
+    """The record's value as a float; NaN when missing, null (parquet) or not a number."""
     v = rec.get(key)
     if v is None:
         return math.nan
@@ -218,6 +228,18 @@ def _window_means(ctx: _Context, keys: Sequence[str]) -> dict[str, float]:
     return {k: _mean([_value(r, k) for r in recent]) for k in keys}
 
 
+def _early_level(history: History, key: str, n: int, magnitude: bool = False) -> float:
+    """Median of `key` (or of its magnitude) over the first `n` epochs that hold it."""
+    values = []
+    for rec in history:
+        v = _value(rec, key)
+        if math.isfinite(v):
+            values.append(abs(v) if magnitude else v)
+            if len(values) == n:
+                break
+    return statistics.median(values) if values else math.nan
+
+
 def _trailing_start(history: History, holds: Callable[[Record], bool]) -> int | None:
     """Index of the first record of the unbroken trailing run where `holds`; None if the last fails.
 
@@ -229,11 +251,14 @@ def _trailing_start(history: History, holds: Callable[[Record], bool]) -> int | 
     return i if i < len(history) else None
 
 
+def _is_evaluation(rec: Record) -> bool:
+    return any(k in rec for k in EVAL_KEYS)
+
+
 def _latest_evaluation(history: History) -> int | None:
-    """Index of the last record holding any quality or diversity key; found once per call."""
+    """Index of the last record holding any evaluation key; found once per call."""
     for i in range(len(history) - 1, -1, -1):
-        rec = history[i]
-        if any(k in rec for k in _EVAL_KEYS):
+        if _is_evaluation(history[i]):
             return i
     return None
 
@@ -243,24 +268,80 @@ def _evaluated(ctx: _Context, key: str) -> float:
     return math.nan if ctx.last_eval is None else _value(ctx.history[ctx.last_eval], key)
 
 
-def _bad_evaluations(ctx: _Context, key: str, bad: Callable[[float], bool]) -> int | None:
+def _bad_evaluations(ctx: _Context, bad: Callable[[Record], bool]) -> int | None:
     """Index of the first evaluation in the trailing run of bad ones; None if the latest is fine."""
     start = ctx.last_eval
-    if start is None or not bad(_evaluated(ctx, key)):  # NaN is never bad: NaN < t is False
+    if start is None or not bad(ctx.history[start]):
         return None
     for i in range(start - 1, -1, -1):
-        v = _value(ctx.history[i], key)
-        if not math.isfinite(v):
-            continue  # not an evaluation epoch
-        if not bad(v):
+        rec = ctx.history[i]
+        if not _is_evaluation(rec):
+            continue
+        if not bad(rec):
             break
         start = i
     return start
 
 
-# ---------------------------------------------------------------- per-epoch predicates
-def _d_strong(rec: Record, cfg: MonitorConfig) -> bool:
+def _shown(evidence: Mapping[str, float]) -> str:
+    return "  ".join(f"{k}={v:.4g}" for k, v in evidence.items())
+
+
+# ---------------------------------------------------------------- "stuck" rules
+Predicate = Callable[[Record, _Context], bool]
+
+
+def _stuck(
+    predicate: Predicate,
+    keys: tuple[str, ...],
+    message: str,
+    losses: frozenset[str] = frozenset(LOSS_TYPES),
+    relative: bool = False,
+) -> Callable[[_Context], _Finding | None]:
+    """A check that holds when `predicate` held in each of the last `cfg.window` epochs.
+
+    `relative` rules compare with the run's early level, so they need two windows of epochs.
+    """
+
+    def check(ctx: _Context) -> _Finding | None:
+        if ctx.loss not in losses:
+            return None
+        n = ctx.cfg.window
+        if relative and len(ctx.history) < 2 * n:
+            return None
+        start = _trailing_start(ctx.history, lambda rec: predicate(rec, ctx))
+        if start is None or len(ctx.history) - start < n:
+            return None
+        evidence = _window_means(ctx, keys)
+        run = len(ctx.history) - start
+        return _Finding(start, evidence, f"{message} for {run} epochs ({_shown(evidence)})")
+
+    return check
+
+
+def _d_strong(rec: Record, ctx: _Context) -> bool:
+    cfg = ctx.cfg
     return _value(rec, "d/real") > cfg.d_strong_real and _value(rec, "d/fake") < cfg.d_strong_fake
+
+
+def _margin(rec: Record, loss: str) -> float:
+    """D's real-fake separation in its own output units."""
+    if loss in _BANDED:
+        return _value(rec, "d/real") - _value(rec, "d/fake")
+    return _value(rec, "loss/w_dist")
+
+
+def _early_margin(ctx: _Context) -> float:
+    margins = [_margin(r, ctx.loss) for r in ctx.history[: ctx.cfg.window]]
+    return _mean(margins)
+
+
+def _d_separates(rec: Record, ctx: _Context) -> bool:
+    """D classifies (nearly) every sample right and keeps its early margin."""
+    if not _value(rec, "d/accuracy") >= ctx.cfg.dominance_accuracy:
+        return False
+    early = _early_margin(ctx)
+    return early > 0 and _margin(rec, ctx.loss) >= ctx.cfg.dominance_margin_keep * early
 
 
 def _in_converged_band(real: float, fake: float, cfg: MonitorConfig) -> bool:
@@ -268,61 +349,68 @@ def _in_converged_band(real: float, fake: float, cfg: MonitorConfig) -> bool:
     return abs(real - 0.5) < tol and abs(fake - 0.5) < tol
 
 
-def _d_weak(rec: Record, cfg: MonitorConfig) -> bool:
+def _d_weak(rec: Record, ctx: _Context) -> bool:
     real, fake = _value(rec, "d/real"), _value(rec, "d/fake")
-    weak = real < cfg.d_weak_real and fake > cfg.d_weak_fake
+    weak = real < ctx.cfg.d_weak_real and fake > ctx.cfg.d_weak_fake
     # 0.5/0.5 is the Nash equilibrium (004 Phase 3), not a struggling D.
-    return weak and not _in_converged_band(real, fake, cfg)
+    return weak and not _in_converged_band(real, fake, ctx.cfg)
 
 
-def _vanishing(rec: Record, cfg: MonitorConfig) -> bool:
-    return _value(rec, "grad/g_norm") < cfg.vanishing_grad
+def _d_at_chance(rec: Record, ctx: _Context) -> bool:
+    cfg = ctx.cfg
+    return (
+        abs(_value(rec, "loss/d") - math.log(2)) < cfg.log2_tol
+        and abs(_value(rec, "d/accuracy") - 0.5) <= cfg.collapse_d_accuracy_tol
+    )
 
 
-def _clipping(rec: Record, cfg: MonitorConfig) -> bool:
-    return _value(rec, "weights/clip_pct") > cfg.clip_persistent_pct
+def _vanishing(rec: Record, ctx: _Context) -> bool:
+    return _value(rec, "grad/g_norm") < ctx.cfg.vanishing_grad
 
 
-def _low_dg(rec: Record, cfg: MonitorConfig) -> bool:
-    return _value(rec, "stability/dg_ratio") < cfg.dg_ratio_min
+def _vanishing_relative(rec: Record, ctx: _Context) -> bool:
+    early = _early_level(ctx.history, "grad/g_norm", ctx.cfg.window)
+    return _value(rec, "grad/g_norm") < ctx.cfg.vanishing_grad_drop * early
 
 
-def _collapse_signature(rec: Record, cfg: MonitorConfig) -> bool:
+def _clipping(rec: Record, ctx: _Context) -> bool:
+    return _value(rec, "weights/clip_pct") > ctx.cfg.clip_persistent_pct
+
+
+def _low_dg(rec: Record, ctx: _Context) -> bool:
+    return _value(rec, "stability/dg_ratio") < ctx.cfg.dg_ratio_min
+
+
+def _collapse_signature(rec: Record, ctx: _Context) -> bool:
+    cfg = ctx.cfg
     lo, hi = cfg.collapse_d_loss
-    tol = cfg.collapse_d_accuracy_tol
     return (
         lo <= _value(rec, "loss/d") <= hi
-        and abs(_value(rec, "d/accuracy") - 0.5) <= tol
+        and abs(_value(rec, "d/accuracy") - 0.5) <= cfg.collapse_d_accuracy_tol
         and _value(rec, "g/accuracy") >= cfg.collapse_g_accuracy
     )
 
 
-def _stuck(
-    predicate: Callable[[Record, MonitorConfig], bool],
-    keys: tuple[str, ...],
-    message: str,
-    losses: frozenset[str] = frozenset(LOSS_TYPES),
-) -> Callable[[_Context], _Finding | None]:
-    """A check that holds when `predicate` held in each of the last `cfg.window` epochs."""
-
-    def check(ctx: _Context) -> _Finding | None:
-        if ctx.loss not in losses:
+def _check_losses_flat(ctx: _Context) -> _Finding | None:
+    """004 "Both losses flat: training stuck": D and G loss barely move over the window."""
+    n = ctx.cfg.window
+    if len(ctx.history) < n:
+        return None
+    evidence = {}
+    for key in ("loss/d", "loss/g"):
+        values = [_value(r, key) for r in ctx.history[-n:]]
+        if not all(math.isfinite(v) for v in values) or n < 2:
             return None
-        start = _trailing_start(ctx.history, lambda rec: predicate(rec, ctx.cfg))
-        if start is None or len(ctx.history) - start < ctx.cfg.window:
+        spread = statistics.pstdev(values)
+        if spread >= ctx.cfg.flat_tol * max(abs(statistics.fmean(values)), 1e-12):
             return None
-        evidence = _window_means(ctx, keys)
-        shown = "  ".join(f"{k}={v:.4g}" for k, v in evidence.items())
-        return _Finding(
-            start, evidence, f"{message} for {len(ctx.history) - start} epochs ({shown})"
-        )
-
-    return check
+        evidence[f"{key}_std"] = spread
+    return _Finding(len(ctx.history) - n, evidence, f"D and G losses flat ({_shown(evidence)})")
 
 
-# ---------------------------------------------------------------- checks
+# ---------------------------------------------------------------- divergence
 def divergence(rec: Record, cfg: MonitorConfig) -> dict[str, float]:
-    """One record's evidence of divergence: non-finite or exploded losses and weight statistics.
+    """One record's evidence of divergence: exploded losses or weights, or non-finite samples.
 
     Empty for a healthy record. The trainer stops a member on the first non-empty one.
     """
@@ -332,89 +420,133 @@ def divergence(rec: Record, cfg: MonitorConfig) -> dict[str, float]:
             v = rec.get(k)
             if v is not None and not abs(v) <= limit:  # also true for NaN and inf
                 bad[k] = float(v)
+    if _value(rec, NONFINITE_KEY) > 0:
+        bad[NONFINITE_KEY] = _value(rec, NONFINITE_KEY)
     return bad
 
 
+def _growth_start(ctx: _Context, index: int, key: str) -> int:
+    """First index of the sustained growth of |key| that ends in the explosion at `index`."""
+    floor = ctx.cfg.divergence_growth * _early_level(
+        ctx.history[:index], key, ctx.cfg.window, magnitude=True
+    )
+    above = abs(_value(ctx.history[index], key))
+    start = index
+    for j in range(index - 1, -1, -1):
+        v = abs(_value(ctx.history[j], key))
+        if not (math.isfinite(v) and v > floor) or not (v < above or math.isnan(above)):
+            break
+        start, above = j, v
+    return start
+
+
 def _check_diverged(ctx: _Context) -> _Finding | None:
-    """First epoch with a non-finite or exploded loss or weights, anywhere: divergence is terminal.
+    """First epoch with exploded losses, weights or samples, anywhere: divergence is terminal.
 
     The one full scan per call (a few dict lookups per epoch): a NaN never "resolves".
     """
     for i, rec in enumerate(ctx.history):
         bad = divergence(rec, ctx.cfg)
-        if bad:
-            shown = ", ".join(f"{k}={v:.4g}" for k, v in bad.items())
-            return _Finding(i, bad, f"diverged in epoch {_epoch(ctx.history, i)}: {shown}")
+        if not bad:
+            continue
+        start = min((_growth_start(ctx, i, k) for k in bad if k != NONFINITE_KEY), default=i)
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in bad.items())
+        grew = "" if start == i else f", growing from epoch {_epoch(ctx.history, start)}"
+        return _Finding(start, bad, f"diverged in epoch {_epoch(ctx.history, i)}: {shown}{grew}")
     return None
 
 
-_signal_loss_signature = _stuck(
-    _collapse_signature,
-    ("loss/d", "d/accuracy", "g/accuracy"),
-    "D loss in the collapse band, D at chance, G fooling D",
-    _BCE,
-)
-
-
-def _signal_latest(
-    key: str,
-    limit_of: Callable[[_Context], float | None],
+# ---------------------------------------------------------------- evaluation signals
+def _signal_at_evaluations(
+    bad: Callable[[Record, _Context], bool],
+    keys: tuple[str, ...],
     what: str,
-    inclusive: bool = False,
 ) -> Callable[[_Context], _Finding | None]:
-    """A signal that holds when the latest evaluation of `key` is below (or at) a limit."""
-    sign = "<=" if inclusive else "<"
+    """A signal that holds when `bad` holds at the latest evaluation (onset: first of its run)."""
 
     def check(ctx: _Context) -> _Finding | None:
-        limit = limit_of(ctx)
-        if limit is None:
-            return None
-        bad = (lambda v: v <= limit) if inclusive else (lambda v: v < limit)
-        start = _bad_evaluations(ctx, key, bad)
+        start = _bad_evaluations(ctx, lambda rec: bad(rec, ctx))
         if start is None:
             return None
-        value = _evaluated(ctx, key)
-        return _Finding(start, {key: value}, f"{what}: {key}={value:.4g} {sign} {limit:.4g}")
+        evidence = {k: _evaluated(ctx, k) for k in keys}
+        evidence = {k: v for k, v in evidence.items() if math.isfinite(v)}
+        return _Finding(start, evidence, f"{what} ({_shown(evidence)})")
 
     return check
+
+
+def _below(rec: Record, key: str, limit: float | None, inclusive: bool = False) -> bool:
+    v = _value(rec, key)  # NaN is never below anything
+    return limit is not None and (v <= limit if inclusive else v < limit)
 
 
 def _modes_limit(ctx: _Context) -> float | None:
     return None if ctx.n_modes is None else ctx.cfg.collapse_modes_fraction * ctx.n_modes
 
 
-_few_modes = _signal_latest("quality/modes", _modes_limit, "few modes captured", inclusive=True)
-
-
-def _signal_few_modes(ctx: _Context) -> _Finding | None:
+def _few_modes(rec: Record, ctx: _Context) -> bool:
     """Few modes whose samples sit on them: G covers part of the data well.
 
-    Few modes with mostly low-quality samples means G lands between or away from the
-    modes (early training, a blurry ring): poor quality, not collapse.
+    Few modes with mostly low-quality samples is either partial collapse (the samples are
+    bunched: `_partial_collapse`) or G has not found the data (poor quality).
     """
-    found = _few_modes(ctx)
-    hq = _evaluated(ctx, "quality/hq_fraction")
-    if found is None or hq < ctx.cfg.poor_quality_hq_fraction:
-        return None
-    if math.isfinite(hq):
-        found.evidence["quality/hq_fraction"] = hq
-    return found
+    return _below(rec, "quality/modes", _modes_limit(ctx), inclusive=True) and not _below(
+        rec, "quality/hq_fraction", ctx.cfg.poor_quality_hq_fraction
+    )
 
 
-def _duplicates_limit(ctx: _Context) -> float | None:
-    if math.isfinite(_evaluated(ctx, "quality/modes")):
-        return None  # 2-D mixtures: tight modes make tiny distances healthy
-    return ctx.cfg.collapse_min_distance
+def _partial_collapse(rec: Record, ctx: _Context) -> bool:
+    cfg = ctx.cfg
+    return (
+        _below(rec, "quality/modes_reached", _modes_limit(ctx), inclusive=True)
+        and _below(rec, "diversity/ratio", cfg.collapse_spread_ratio)
+        and not _below(rec, "quality/near_fraction", cfg.collapse_near_fraction)
+    )
+
+
+def _few_classes(rec: Record, ctx: _Context) -> bool:
+    cfg = ctx.cfg
+    return _below(
+        rec, "quality/class_coverage", cfg.collapse_class_coverage, inclusive=True
+    ) and _below(rec, "quality/fid_rel", cfg.collapse_max_fid_rel)
+
+
+def _near_duplicates(rec: Record, ctx: _Context) -> bool:
+    # 2-D mixtures (quality/modes present): tight modes make tiny distances healthy.
+    return "quality/modes" not in rec and _below(
+        rec, "diversity/min", ctx.cfg.collapse_min_distance
+    )
 
 
 _COLLAPSE_SIGNALS: tuple[Callable[[_Context], _Finding | None], ...] = (
-    _signal_loss_signature,
-    _signal_latest("quality/pixvar", lambda ctx: ctx.cfg.collapse_pixvar, "low pixel variance"),
-    _signal_few_modes,
-    _signal_latest("diversity/min", _duplicates_limit, "near-duplicate samples"),
-    _signal_latest(
-        "diversity/ratio",
-        lambda ctx: ctx.cfg.collapse_diversity_ratio,
+    _stuck(
+        _collapse_signature,
+        ("loss/d", "d/accuracy", "g/accuracy"),
+        "D loss in the collapse band, D at chance, G fooling D",
+        _BCE,
+    ),
+    _signal_at_evaluations(
+        lambda rec, ctx: _below(rec, "quality/pixvar", ctx.cfg.collapse_pixvar),
+        ("quality/pixvar",),
+        "low pixel variance",
+    ),
+    _signal_at_evaluations(
+        _few_modes, ("quality/modes", "quality/hq_fraction"), "few modes captured"
+    ),
+    _signal_at_evaluations(
+        _partial_collapse,
+        ("quality/modes_reached", "quality/near_fraction", "diversity/ratio"),
+        "samples bunched on few modes",
+    ),
+    _signal_at_evaluations(
+        _few_classes,
+        ("quality/classes", "quality/class_coverage", "quality/class_kl", "quality/fid_rel"),
+        "few classes generated",
+    ),
+    _signal_at_evaluations(_near_duplicates, ("diversity/min",), "near-duplicate samples"),
+    _signal_at_evaluations(
+        lambda rec, ctx: _below(rec, "diversity/ratio", ctx.cfg.collapse_diversity_ratio),
+        ("diversity/ratio",),
         "samples far less spread than the data",
     ),
 )
@@ -430,8 +562,7 @@ def _d_fake_constancy(ctx: _Context) -> dict[str, float]:
         evidence["d/fake_batch_std"] = batch_std
     fakes = [v for v in (_value(r, "d/fake") for r in recent) if math.isfinite(v)]
     if len(fakes) >= 2:
-        mu = sum(fakes) / len(fakes)
-        spread = math.sqrt(sum((v - mu) ** 2 for v in fakes) / len(fakes))
+        spread = statistics.pstdev(fakes)
         if spread < limit:
             evidence["d/fake_window_std"] = spread
     return evidence
@@ -449,22 +580,45 @@ def _check_mode_collapse(ctx: _Context) -> _Finding | None:
     return _Finding(min(f.start for f in found), evidence, message)
 
 
+def _check_d_dominance(ctx: _Context) -> _Finding | None:
+    keys = ("d/real", "d/fake", "d/accuracy", "loss/w_dist", "stability/dg_ratio", "grad/g_norm")
+    found = _strong_band(ctx) or _separating(ctx)
+    if found is None:
+        return None
+    early = _early_margin(ctx)
+    evidence = {k: v for k, v in _window_means(ctx, keys).items() if math.isfinite(v)}
+    if math.isfinite(early):
+        evidence["d/early_margin"] = early
+    return _Finding(found.start, evidence, found.message)
+
+
+_strong_band = _stuck(_d_strong, ("d/real", "d/fake"), "D separates real from fake", _BANDED)
+_separating = _stuck(
+    _d_separates,
+    ("d/accuracy",),
+    "D classifies every sample right and keeps its early margin",
+    relative=True,
+)
+
 # (key, limit name, bad when the value is "below" or "above" the limit)
 _QUALITY_LIMITS = (
     ("quality/hq_fraction", "poor_quality_hq_fraction", "below"),
+    ("quality/fid_rel", "poor_quality_fid_rel", "above"),
     ("quality/fid", "poor_quality_fid", "above"),
     ("quality/is", "poor_quality_is", "below"),
 )
+
+
+def _poor(rec: Record, key: str, limit: float | None, side: str) -> bool:
+    v = _value(rec, key)
+    return limit is not None and (v < limit if side == "below" else v > limit)
 
 
 def _check_poor_quality(ctx: _Context) -> _Finding | None:
     found = []
     for key, name, side in _QUALITY_LIMITS:
         limit = getattr(ctx.cfg, name)
-        if limit is None:
-            continue
-        bad = (lambda v, t=limit: v < t) if side == "below" else (lambda v, t=limit: v > t)
-        start = _bad_evaluations(ctx, key, bad)
+        start = _bad_evaluations(ctx, lambda rec, k=key, t=limit, s=side: _poor(rec, k, t, s))
         if start is not None:
             value = _evaluated(ctx, key)
             found.append(_Finding(start, {key: value}, f"{key}={value:.4g} {side} {limit:.4g}"))
@@ -475,37 +629,71 @@ def _check_poor_quality(ctx: _Context) -> _Finding | None:
     return _Finding(min(f.start for f in found), evidence, message)
 
 
+def _check_distance_spread(ctx: _Context) -> _Finding | None:
+    def bad(rec: Record) -> bool:
+        mean = _value(rec, "diversity/mean")
+        return _value(rec, "diversity/std") < ctx.cfg.distance_spread * mean
+
+    start = _bad_evaluations(ctx, bad)
+    if start is None:
+        return None
+    evidence = {k: _evaluated(ctx, k) for k in ("diversity/std", "diversity/mean")}
+    return _Finding(start, evidence, f"pairwise distances uniform ({_shown(evidence)})")
+
+
+def _check_vanishing(ctx: _Context) -> _Finding | None:
+    found = _vanishing_absolute(ctx) or _vanishing_drop(ctx)
+    if found is None:
+        return None
+    early = _early_level(ctx.history, "grad/g_norm", ctx.cfg.window)
+    if math.isfinite(early):
+        found.evidence["grad/g_norm_early"] = early
+    return found
+
+
+_vanishing_absolute = _stuck(_vanishing, ("grad/g_norm", "d/fake"), "G gradient norm below 1e-6")
+_vanishing_drop = _stuck(
+    _vanishing_relative,
+    ("grad/g_norm", "d/fake"),
+    "G gradient norm down three orders of magnitude from its early level",
+    relative=True,
+)
+
 _RULES: tuple[_Rule, ...] = (
-    _Rule("diverged", "diverged", _check_diverged),
-    _Rule("mode_collapse", "mode_collapse", _check_mode_collapse),
-    _Rule(
-        "vanishing_gradients",
-        "vanishing_gradients",
-        _stuck(_vanishing, ("grad/g_norm", "d/fake"), "G gradient norm below threshold"),
-    ),
-    _Rule(
-        "d_too_strong",
-        "d_dominance",
-        _stuck(_d_strong, ("d/real", "d/fake"), "D separates real from fake", _BANDED),
-    ),
-    _Rule("poor_quality", "poor_quality", _check_poor_quality),
+    _Rule("diverged", "diverged", "diverged", _check_diverged),
+    _Rule("mode_collapse", "mode_collapse", "possible mode collapse", _check_mode_collapse),
+    _Rule("vanishing_gradients", "vanishing_gradients", "vanishing G gradients", _check_vanishing),
+    _Rule("d_too_strong", "d_dominance", "D too strong", _check_d_dominance),
+    _Rule("poor_quality", "poor_quality", "poor sample quality", _check_poor_quality),
     _Rule(
         "d_too_weak",
         None,
+        "D too weak",
         _stuck(_d_weak, ("d/real", "d/fake"), "D struggling (G winning)", _BANDED),
     ),
     _Rule(
+        "d_at_chance",
+        None,
+        "D at chance (may need more capacity)",
+        _stuck(_d_at_chance, ("loss/d", "d/accuracy"), "D loss near log 2 at chance", _BCE),
+    ),
+    _Rule("losses_flat", None, "losses flat (training stuck)", _check_losses_flat),
+    _Rule(
         "persistent_clipping",
         None,
+        "persistent clipping",
         _stuck(_clipping, ("weights/clip_pct",), "critic weights at the clip bound (raise it)"),
     ),
     _Rule(
         "low_dg_ratio",
         None,
+        "low D/G ratio",
         _stuck(_low_dg, ("stability/dg_ratio",), "D/G loss ratio very low (possible collapse)"),
     ),
+    _Rule("low_distance_spread", None, "possible partial collapse", _check_distance_spread),
 )
 PROBLEMS = tuple(rule.name for rule in _RULES)
+PROBLEM_LABELS = {rule.name: rule.label for rule in _RULES}
 _STATUS_OF = {rule.name: rule.status for rule in _RULES}
 
 
@@ -565,7 +753,7 @@ def assess(
         history: the run's per-epoch records (docs/CONTRACTS.md), oldest first.
         cfg: thresholds.
         loss: resolved loss name (``TrainingConfig.loss``), one of LOSS_TYPES.
-        n_modes: number of modes of a 2-D mixture data set (enables the modes rule).
+        n_modes: number of modes of a 2-D mixture data set (enables the modes rules).
 
     Returns:
         Health whose problems are in precedence order.
@@ -585,6 +773,13 @@ def _assess(ctx: _Context) -> Health:
             problems.append(Problem(rule.name, epoch, found.evidence, found.message))
     phase = _band_phase(ctx) if ctx.loss in _BANDED else _score_phase(ctx)
     return Health(phase, problems)
+
+
+def health_line(health: Health) -> str:
+    """004's health status: ``Healthy`` or ``Issues: D too strong, ...``."""
+    if not health.problems:
+        return "Healthy"
+    return "Issues: " + ", ".join(PROBLEM_LABELS[p.name] for p in health.problems)
 
 
 def _final_evidence(ctx: _Context) -> dict[str, float]:
@@ -608,7 +803,7 @@ def verdict(
     other metric meaningless; collapse before the D-balance problems because it is what
     the samples show (D dominance and vanishing gradients are its usual causes, kept in
     `problems`); poor_quality last, only when nothing more specific explains it. Warnings
-    (d_too_weak, persistent_clipping, low_dg_ratio) are listed but decide nothing.
+    are listed but decide nothing.
 
     Args/Raises: as `assess`.
 
@@ -624,6 +819,72 @@ def verdict(
         if status is not None:
             return Verdict(status, problem.epoch, dict(problem.evidence), names)
     return Verdict("stable", None, _final_evidence(ctx), names)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """004's training summary: the recent losses, the health now and the issues seen.
+
+    Attributes:
+        epochs: epochs in the history.
+        window: epochs behind the means and stds.
+        means, stds: loss/d, loss/g, loss/w_dist, d/real, d/fake over the last window.
+        phase: the phase at the end.
+        health: `health_line` at the end.
+        issues_seen: every issue label any epoch's ``monitor/health`` named, first seen first.
+        verdict: the run's `Verdict`.
+    """
+
+    epochs: int
+    window: int
+    means: dict[str, float]
+    stds: dict[str, float]
+    phase: str
+    health: str
+    issues_seen: tuple[str, ...]
+    verdict: Verdict
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "epochs": self.epochs,
+            "window": self.window,
+            "means": dict(self.means),
+            "stds": dict(self.stds),
+            "phase": self.phase,
+            "health": self.health,
+            "issues_seen": list(self.issues_seen),
+            "verdict": self.verdict.to_dict(),
+        }
+
+
+def summarize(
+    history: History, cfg: MonitorConfig, loss: str, *, n_modes: int | None = None
+) -> RunSummary:
+    """The run's summary (004 ``print_summary``); arguments and errors as `assess`."""
+    ctx = _context(history, cfg, loss, n_modes)
+    health = _assess(ctx)
+    recent = history[-cfg.window :]
+    means, stds = {}, {}
+    for key in ("loss/d", "loss/g", "loss/w_dist", "d/real", "d/fake"):
+        values = [v for v in (_value(r, key) for r in recent) if math.isfinite(v)]
+        if values:
+            means[key] = statistics.fmean(values)
+            stds[key] = statistics.pstdev(values)
+    seen: dict[str, None] = {}
+    for rec in history:
+        line = rec.get("monitor/health")
+        if isinstance(line, str) and line.startswith("Issues: "):
+            seen.update(dict.fromkeys(line[len("Issues: ") :].split(", ")))
+    return RunSummary(
+        epochs=len(history),
+        window=min(cfg.window, len(history)),
+        means=means,
+        stds=stds,
+        phase=health.phase,
+        health=health_line(health),
+        issues_seen=tuple(seen),
+        verdict=verdict(history, cfg, loss, n_modes=n_modes),
+    )
 
 
 def confident_failure(
@@ -647,9 +908,9 @@ def confident_failure(
     now = verdict(history, cfg, loss, n_modes=n_modes)
     if now.status == "diverged":
         return now
-    if now.status not in statuses or not any(k in history[-1] for k in _EVAL_KEYS):
+    if now.status not in statuses or not _is_evaluation(history[-1]):
         return None
-    evaluations = [i for i, rec in enumerate(history) if any(k in rec for k in _EVAL_KEYS)]
+    evaluations = [i for i, rec in enumerate(history) if _is_evaluation(rec)]
     if len(evaluations) < patience:
         return None
     for i in evaluations[-patience:-1]:

@@ -3,9 +3,13 @@
 Pure functions on tensors (float32 or float64, CPU or CUDA; they compute in float64):
 
 * 2-D Gaussian mixtures (ring, grid): `mixture_metrics` -> ``quality/modes``,
-  ``quality/hq_fraction``, ``quality/kl``, with the definitions of VEEGAN and PacGAN (below).
+  ``quality/hq_fraction``, ``quality/kl``, with the definitions of VEEGAN and PacGAN (below),
+  and ``quality/modes_reached``, ``quality/near_fraction`` (`mode_coverage`: coverage of
+  the data's support however blurry the samples are).
 * Images: `frechet_distance` (FID), `kid`, `inception_score`, `pixvar`, on the embedding of a
-  feature extractor from `gan_core.features`.
+  feature extractor from `gan_core.features`; `relative_fid` places the FID between a real
+  held-out subset and uniform noise; `class_coverage` counts the data's classes among the
+  samples when the extractor predicts them.
 * Any samples: `pairwise_stats` -> ``diversity/mean``, ``diversity/min``, ``diversity/std``;
   the evaluator adds ``diversity/ratio``, the generated mean distance over the real data's.
 
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -49,31 +54,44 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
-from .features import EXTRACTORS, FeatureExtractor, get_extractor
-from .metric_keys import DIVERSITY_KEYS, IMAGE_KEYS, MIXTURE_KEYS, PAIRWISE_KEYS
+from .features import EXTRACTORS, FeatureExtractor, evenly_spaced, get_extractor
+from .metric_keys import (
+    CLASS_KEYS,
+    DIVERSITY_KEYS,
+    IMAGE_KEYS,
+    MIXTURE_KEYS,
+    NONFINITE_KEY,
+    PAIRWISE_KEYS,
+)
 
 if TYPE_CHECKING:
     from .data import Dataset
 
 __all__ = [
     "HQ_THRESHOLD",
+    "ImageReference",
     "MIN_HQ_PER_MODE",
     "PAPER_N_SAMPLES",
     "QualityEvaluator",
+    "class_coverage",
     "frechet_distance",
     "gaussian_stats",
     "inception_score",
     "kid",
     "mixture_metrics",
     "mode_histogram",
+    "mode_coverage",
     "pairwise_stats",
     "pixvar",
+    "relative_fid",
     "reverse_kl_uniform",
 ]
 
 PAPER_N_SAMPLES = 2500  # samples per evaluation in VEEGAN and PacGAN
 HQ_THRESHOLD = 3.0  # std; VEEGAN "within three standard deviations", PacGAN dis_thre=3
 MIN_HQ_PER_MODE = 1  # VEEGAN "at least one high quality sample"; PacGAN counts non-zero modes
+REACHED_SHARE = 0.5  # a mode is reached by half its uniform share of near samples (ours)
+CLASS_SHARE = 0.25  # a class is seen with a quarter of its share in the real data (ours)
 
 
 # --- 2-D mixtures ----------------------------------------------------------------------------
@@ -103,6 +121,39 @@ def mode_histogram(
     nearest, mode = dist.min(dim=1)
     hq = torch.isfinite(x).all(dim=1) & (nearest < hq_threshold)
     return torch.bincount(mode[hq], minlength=len(c))
+
+
+def mode_coverage(
+    samples: Tensor, centers: Tensor, min_share: float = REACHED_SHARE
+) -> tuple[int, float]:
+    """Modes reached by samples near the data, however blurry, and the share of such samples.
+
+    The coverage half of mode counting without the accuracy half. A sample is *near* when it
+    lies within half the smallest distance between two modes of its nearest mode: on the data's
+    support, if not on a mode. A mode is reached when at least ``min_share / K`` of all samples
+    are near it. A G whose samples sit in one wide blob over a mode or on a short arc of the
+    ring reaches few modes with most samples near; one spread over the whole support, off the
+    modes (blurry), reaches them all; one that has not found the data (a blob between the
+    modes) has few samples near. Non-finite samples are never near.
+
+    Args:
+        samples: ``(n, D)`` generated points.
+        centers: ``(K, D)`` mode centres, K >= 2.
+        min_share: fraction of the uniform share ``1 / K`` a mode needs.
+
+    Returns:
+        ``(modes reached 0..K, share of near samples 0..1)``.
+    """
+    x = samples.detach().double()
+    c = centers.detach().to(x.device, torch.float64)
+    finite = torch.isfinite(x).all(dim=1)
+    if not bool(finite.any()) or len(c) < 2:
+        return 0, 0.0
+    half_spacing = 0.5 * float(torch.pdist(c).min())
+    dist, nearest = torch.cdist(x[finite], c).min(dim=1)
+    near = nearest[dist < half_spacing]
+    share = torch.bincount(near, minlength=len(c)).double() / len(x)
+    return int((share >= min_share / len(c)).sum()), len(near) / len(x)
 
 
 def reverse_kl_uniform(counts: Tensor) -> float:
@@ -149,14 +200,18 @@ def mixture_metrics(
 
     Returns:
         ``quality/modes`` (modes captured, 0..K), ``quality/hq_fraction`` (high-quality samples /
-        n) and ``quality/kl`` (`reverse_kl_uniform` of the high-quality histogram; NaN if empty).
+        n), ``quality/kl`` (`reverse_kl_uniform` of the high-quality histogram; NaN if empty),
+        ``quality/modes_reached`` and ``quality/near_fraction`` (`mode_coverage`).
     """
     counts = mode_histogram(samples, centers, std, hq_threshold)
     n = max(len(samples), 1)
+    reached, near = mode_coverage(samples, centers)
     return {
         "quality/modes": float((counts >= min_hq_per_mode).sum()),
         "quality/hq_fraction": float(counts.sum()) / n,
         "quality/kl": reverse_kl_uniform(counts),
+        "quality/modes_reached": float(reached),
+        "quality/near_fraction": near,
     }
 
 
@@ -358,6 +413,60 @@ def inception_score(
     return float(np.mean(scores)), float(np.std(scores))
 
 
+def relative_fid(fid: float, floor: float, ceiling: float) -> float:
+    """The FID's position between a real held-out subset (0) and uniform noise (1).
+
+    A classifier-space FID has no absolute scale (the guide's bands are Inception's): scoring
+    real images and noise in the same space gives it one. Below 0 is as close as real data
+    gets; above 1 is farther than noise.
+
+    Args:
+        fid: the run's FID.
+        floor: FID of real images held out from the reference statistics.
+        ceiling: FID of i.i.d. uniform noise images in [-1, 1].
+
+    Returns:
+        ``(fid - floor) / (ceiling - floor)``; NaN when the ceiling is not above the floor.
+    """
+    span = ceiling - floor
+    return (fid - floor) / span if span > 0 and math.isfinite(span) else math.nan
+
+
+def class_coverage(
+    probs: Tensor, real_shares: Tensor, min_share: float = CLASS_SHARE
+) -> dict[str, float]:
+    """How many of the data's classes the classifier sees among samples, and how evenly.
+
+    The image analogue of modes captured and reverse KL (VEEGAN and PacGAN's stacked-MNIST
+    protocol, where a pretrained classifier labels each sample): every sample gets its most
+    likely class; a class is seen when its share of the samples is at least ``min_share`` of
+    its share among real images (as the same classifier labels them, so its errors cancel).
+
+    Args:
+        probs: ``(n, K)`` class probabilities of the samples.
+        real_shares: ``(K,)`` shares of the classes among real images (sum 1).
+        min_share: fraction of a class's real share it needs to count as seen.
+
+    Returns:
+        ``quality/classes`` (classes seen), ``quality/class_coverage`` (classes seen over the
+        classes present in the real data, 0..1) and ``quality/class_kl`` (KL of the samples'
+        histogram from the real one, generated first, in nats; the real histogram is smoothed
+        by half a count per class so that it is finite).
+    """
+    p = probs.detach().double().cpu()
+    k = p.shape[1]
+    q = torch.bincount(p.argmax(dim=1), minlength=k).double() / max(len(p), 1)
+    ref = real_shares.detach().double().cpu()
+    present = ref > 0
+    seen = int(((q >= min_share * ref) & present).sum())
+    smooth = (ref * len(p) + 0.5) / (len(p) + 0.5 * k)
+    return {
+        "quality/classes": float(seen),
+        "quality/class_coverage": seen / max(int(present.sum()), 1),
+        "quality/class_kl": float(torch.special.xlogy(q, q / smooth).sum()),
+    }
+
+
 # --- PixVar and pairwise distances -----------------------------------------------------------
 
 
@@ -417,13 +526,33 @@ def pairwise_stats(samples: Tensor, max_n: int = 1000) -> dict[str, float]:
 # --- evaluator -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ImageReference:
+    """Where real data and noise land in an extractor's space: the scale of a run's metrics.
+
+    Attributes:
+        fid_floor: FID of real images held out from the reference statistics (where there are
+            enough; otherwise a subset of them, a slightly optimistic floor).
+        fid_ceiling: FID of i.i.d. uniform noise images in [-1, 1].
+        class_shares: ``(K,)`` shares of the classes among the real subset as the classifier
+            labels it; None when the extractor does not predict the data set's classes.
+        n: images in each of the two sets.
+    """
+
+    fid_floor: float
+    fid_ceiling: float
+    class_shares: Tensor | None
+    n: int
+
+
 class QualityEvaluator:
     """Quality and diversity metrics of one run's generated samples, for the per-epoch record.
 
-    Points with mixture centres: ``quality/modes``, ``quality/hq_fraction``, ``quality/kl``;
-    images: ``quality/fid``, ``quality/kid``, ``quality/is``, ``quality/pixvar``; both: the
-    ``diversity/*`` keys. Other points get the diversity keys only. The feature extractor (images)
-    is built, or loaded from its disk cache, once here; each call then costs one forward pass.
+    Points with mixture centres: the `MIXTURE_KEYS`; images: the `IMAGE_KEYS`, plus the
+    `CLASS_KEYS` when the extractor predicts the data set's labelled classes; every call: the
+    ``diversity/*`` keys and ``quality/nonfinite``. The feature extractor (images) is built, or
+    loaded from its disk cache, once here; each call then costs one forward pass (the first also
+    embeds a real subset and a noise set once, for `reference`).
 
     Args:
         dataset: the run's `gan_core.data.Dataset` (reads ``x``, ``y``, ``num_classes``,
@@ -476,11 +605,14 @@ class QualityEvaluator:
     def keys(self) -> tuple[str, ...]:
         """The record keys every call returns."""
         if self.extractor is not None:
-            return IMAGE_KEYS + DIVERSITY_KEYS
-        return (MIXTURE_KEYS if self.mixture else ()) + DIVERSITY_KEYS
+            classes = CLASS_KEYS if self.extractor.predicts_data_classes else ()
+            quality = IMAGE_KEYS + classes
+        else:
+            quality = MIXTURE_KEYS if self.mixture else ()
+        return quality + DIVERSITY_KEYS + (NONFINITE_KEY,)
 
     @property
-    def reference(self) -> dict[str, float]:
+    def reference_values(self) -> dict[str, float]:
         """The real data's values of the image metrics that have no zero point (IS, PixVar)."""
         if self.extractor is None:
             return {}
@@ -496,7 +628,8 @@ class QualityEvaluator:
             samples: ``(n, *dataset.x.shape[1:])`` generated samples, any float dtype/device.
 
         Returns:
-            `keys` -> float. All NaN when a sample is not finite (a diverged generator).
+            `keys` -> float. When a sample is not finite (a diverged generator), only
+            ``quality/nonfinite`` (their share) is a number; the rest are NaN.
 
         Raises:
             ValueError: the sample shape does not match the data set's.
@@ -507,8 +640,10 @@ class QualityEvaluator:
                 f"samples: expected (n >= 2, {', '.join(map(str, self.dataset.x.shape[1:]))}), "
                 f"got {tuple(samples.shape)}"
             )
-        if not bool(torch.isfinite(x).all()):
-            return dict.fromkeys(self.keys, math.nan)
+        finite = torch.isfinite(x.reshape(len(x), -1)).all(dim=1)
+        nonfinite = 1.0 - float(finite.double().mean())
+        if nonfinite > 0:
+            return {**dict.fromkeys(self.keys, math.nan), NONFINITE_KEY: nonfinite}
         out: dict[str, float] = {}
         if self.extractor is not None:
             out.update(self._image_metrics(self.extractor, x))
@@ -517,6 +652,7 @@ class QualityEvaluator:
         out.update(pairwise_stats(x, self.max_pairwise))
         real = self.real_mean_distance
         out["diversity/ratio"] = out["diversity/mean"] / real if real > 0 else math.nan
+        out[NONFINITE_KEY] = 0.0
         return out
 
     @cached_property
@@ -524,14 +660,61 @@ class QualityEvaluator:
         """Mean pairwise distance of the real data (evenly spaced subset), computed once."""
         return pairwise_stats(self.dataset.x, self.max_pairwise)["diversity/mean"]
 
+    @cached_property
+    def reference(self) -> ImageReference:
+        """Real held-out images and uniform noise scored once in the extractor's space."""
+        ext = self.extractor
+        if ext is None:
+            raise ValueError("reference: only image data sets have an image reference")
+        x = self.dataset.x
+        m = min(self.n_samples, len(x))
+        real_feats, real_probs = ext.embed(x[_held_out(len(x), ext.real.n, m)])
+        noise_gen = torch.Generator().manual_seed(0)
+        noise = torch.rand((m, *x.shape[1:]), generator=noise_gen) * 2 - 1
+        noise_feats, _ = ext.embed(noise)
+        real = ext.real
+        shares = None
+        if ext.predicts_data_classes and real_probs is not None:
+            counts = torch.bincount(real_probs.argmax(dim=1), minlength=real_probs.shape[1])
+            shares = counts.double() / counts.sum()
+        return ImageReference(
+            fid_floor=frechet_distance(real.mu, real.sigma, *gaussian_stats(real_feats)),
+            fid_ceiling=frechet_distance(real.mu, real.sigma, *gaussian_stats(noise_feats)),
+            class_shares=shares,
+            n=m,
+        )
+
     def _image_metrics(self, extractor: FeatureExtractor, x: Tensor) -> dict[str, float]:
-        real = extractor.real
+        real, ref = extractor.real, self.reference
         feats, probs = extractor.embed(x)
         mu, sigma = gaussian_stats(feats)
-        kid_mean, _ = kid(real.feats, feats, self.kid_subsets, self.kid_subset_size)
-        return {
-            "quality/fid": frechet_distance(real.mu, real.sigma, mu, sigma),
+        fid = frechet_distance(real.mu, real.sigma, mu, sigma)
+        kid_mean, kid_std = kid(real.feats, feats, self.kid_subsets, self.kid_subset_size)
+        is_mean, is_std = (
+            (math.nan, math.nan) if probs is None else inception_score(probs, self.is_splits)
+        )
+        out = {
+            "quality/fid": fid,
+            "quality/fid_rel": relative_fid(fid, ref.fid_floor, ref.fid_ceiling),
             "quality/kid": kid_mean,
-            "quality/is": math.nan if probs is None else inception_score(probs, self.is_splits)[0],
+            "quality/kid_std": kid_std,
+            "quality/is": is_mean,
+            "quality/is_std": is_std,
             "quality/pixvar": pixvar(x),
         }
+        if ref.class_shares is not None and probs is not None:
+            out.update(class_coverage(probs, ref.class_shares))
+        return out
+
+
+def _held_out(n: int, used: int, m: int) -> Tensor:
+    """``m`` indices of images outside the ``used`` evenly spaced ones behind the real statistics.
+
+    Falls back to an evenly spaced subset of all images when fewer than ``m`` are left out.
+    """
+    mask = torch.ones(n, dtype=torch.bool)
+    mask[evenly_spaced(n, used)] = False
+    rest = mask.nonzero().squeeze(1)
+    if len(rest) < m:
+        return evenly_spaced(n, m)
+    return rest[evenly_spaced(len(rest), m)]

@@ -26,7 +26,7 @@ from .data import Dataset, load_dataset
 from .layers import MemberDropout, member_rand, member_randn
 from .losses import get_loss
 from .models import build_models
-from .monitor import Verdict, divergence, verdict
+from .monitor import RunSummary, Verdict, assess, divergence, health_line, summarize, verdict
 from .optim import MemberOptimizer, backward
 from .regularizers import (
     PENALTIES,
@@ -145,17 +145,28 @@ class Trainer:
             records = self._records(stats, time.perf_counter() - start)
             for i, record in records.items():
                 self.history[i].append(record)
+                cfg, loss, modes = self._monitor_args
+                health = assess(self.history[i], cfg, loss, n_modes=modes)
+                record["monitor/phase"] = health.phase
+                record["monitor/health"] = health_line(health)
                 if divergence(record, self.cfg.monitor):
                     self.active[i] = False  # diverged: its verdict says so; the others go on
             yield records
 
+    @property
+    def _monitor_args(self) -> tuple[Any, str, int | None]:
+        modes = len(self.dataset.centers) if self.dataset.centers is not None else None
+        return self.cfg.monitor, self.cfg.train.loss, modes
+
     def verdicts(self) -> list[Verdict]:
         """The verdict of every member from its history so far."""
-        modes = len(self.dataset.centers) if self.dataset.centers is not None else None
-        return [
-            verdict(h, self.cfg.monitor, self.cfg.train.loss, n_modes=modes)
-            for h in self.history
-        ]
+        cfg, loss, modes = self._monitor_args
+        return [verdict(h, cfg, loss, n_modes=modes) for h in self.history]
+
+    def summaries(self) -> list[RunSummary]:
+        """Every member's run summary (recent losses, health, issues seen, verdict)."""
+        cfg, loss, modes = self._monitor_args
+        return [summarize(h, cfg, loss, n_modes=modes) for h in self.history]
 
     def stop_member(self, index: int) -> None:
         """Stop training member `index` (its history and verdict stay as they are).
@@ -325,9 +336,12 @@ class Trainer:
         return total.detach(), metrics
 
     def generator_step(
-        self, real: Tensor, labels: Tensor | None
+        self, real: Tensor, labels: Tensor | None, noise_std: float = 0.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """One G update. `real` is used only by feature matching.
+
+        Instance noise reaches D's inputs here too: G trains against the noise-convolved D
+        that the D step trained (Sonderby et al. 2016).
 
         Returns (per-member loss, metrics).
         """
@@ -335,12 +349,12 @@ class Trainer:
         b = real.shape[1]
         fake_labels = self._fake_labels(b)
         fake = self.G(self._latents(b), fake_labels)
-        logits, fake_features = self.D(fake, fake_labels)
+        logits, fake_features = self.D(self._noisy(fake, noise_std), fake_labels)
         g_loss = self.loss.g(logits, t)
         total = g_loss
         if t.feature_matching_weight > 0:
             with torch.no_grad():
-                _, real_features = self.D(real, labels)
+                _, real_features = self.D(self._noisy(real, noise_std), labels)
             total = total + t.feature_matching_weight * feature_matching(
                 real_features, fake_features
             )
@@ -350,8 +364,12 @@ class Trainer:
         metrics = self._grad_norms("g")
         self.opt_g.step()
         with torch.no_grad():
-            fooled = (self.loss.outputs(logits) > self._output_threshold()).float().mean(-1)
-        metrics.update({"loss/g": g_loss.detach(), "g/accuracy": fooled})
+            out_fake = self.loss.outputs(logits)
+            fooled = (out_fake > self._output_threshold()).float().mean(-1)
+        # d/fake_g: Artifex's d_fake_g, D's output on the fakes G was just trained against.
+        metrics.update(
+            {"loss/g": g_loss.detach(), "g/accuracy": fooled, "d/fake_g": out_fake.mean(-1)}
+        )
         return total.detach(), metrics
 
     # ------------------------------------------------------------------ internals
@@ -367,7 +385,7 @@ class Trainer:
                 real, labels = self._real_batch(order, step * t.n_critic + k)
                 _, d_metrics = self.discriminator_step(real, labels, noise)
                 _accumulate(rows, d_metrics)
-            _, g_metrics = self.generator_step(real, labels)
+            _, g_metrics = self.generator_step(real, labels, noise)
             _accumulate(rows, g_metrics)
         sums: dict[str, Tensor] = {}
         with torch.no_grad():

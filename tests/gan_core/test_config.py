@@ -18,8 +18,25 @@ def test_yaml_like_overlay_and_aliases():
     assert cfg.seeds == (7, 3)
 
 
+def test_vanilla_is_the_non_saturating_loss_and_says_so_once():
+    import warnings
+
+    from gan_core.losses import get_loss
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # Python's own: once per place it is raised
+        for _ in range(3):
+            cfg = RunConfig.from_dict({"train": {"loss_type": "vanilla"}})
+    assert cfg.train.loss == "non_saturating"
+    assert len(caught) == 1
+    assert "'vanilla' is the non-saturating loss" in str(caught[0].message)
+    assert "write 'minimax'" in str(caught[0].message)
+    assert RunConfig.from_dict({"train": {"loss_type": "saturating"}}).train.loss == "minimax"
+    assert get_loss("minimax").g is not get_loss("non_saturating").g
+
+
 @pytest.mark.parametrize("values, field, hint", [
-    ({"train": {"loss_type": "wgan-gp"}}, "train.loss_type", "allowed: vanilla, non_saturating"),
+    ({"train": {"loss_type": "wgan-gp"}}, "train.loss_type", "allowed: minimax, non_saturating"),
     ({"train": {"batch_size": -4}}, "train.batch_size", "must be > 0"),
     ({"train": {"batch_size": 2.5}}, "train.batch_size", "expected an integer"),
     ({"train": {"g_lr": 0}}, "train.g_lr", "must be > 0"),

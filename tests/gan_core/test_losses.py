@@ -9,8 +9,8 @@ CFG = RunConfig.from_dict({}).train
 
 
 def test_registry_names_and_unknown_name():
-    assert set(LOSSES) == {"vanilla", "non_saturating", "wasserstein", "hinge", "least_squares"}
-    with pytest.raises(ConfigError, match="allowed: vanilla"):
+    assert set(LOSSES) == {"minimax", "non_saturating", "wasserstein", "hinge", "least_squares"}
+    with pytest.raises(ConfigError, match="allowed: minimax"):
         get_loss("nope")
 
 
@@ -19,12 +19,12 @@ def test_bce_losses_by_hand():
     def sp(x):  # softplus
         return math.log1p(math.exp(x))
 
-    r, f = LOSSES["vanilla"].d_terms(real, fake, CFG)
+    r, f = LOSSES["minimax"].d_terms(real, fake, CFG)
     assert r.item() == pytest.approx((sp(-2) + sp(1)) / 2, rel=1e-6)
     assert f.item() == pytest.approx((sp(0.5) + sp(-3)) / 2, rel=1e-6)
     # minimax G: E log(1 - D(G(z))) = -E softplus(logit);
     # non-saturating: -E log D = E softplus(-logit)
-    assert LOSSES["vanilla"].g(fake, CFG).item() == pytest.approx(
+    assert LOSSES["minimax"].g(fake, CFG).item() == pytest.approx(
         -(sp(0.5) + sp(-3)) / 2, rel=1e-6
     )
     assert LOSSES["non_saturating"].g(fake, CFG).item() == pytest.approx(

@@ -25,14 +25,17 @@ from gan_core.features import (
 )
 from gan_core.quality import (
     QualityEvaluator,
+    class_coverage,
     frechet_distance,
     gaussian_stats,
     inception_score,
     kid,
     mixture_metrics,
     mode_histogram,
+    mode_coverage,
     pairwise_stats,
     pixvar,
+    relative_fid,
     reverse_kl_uniform,
 )
 
@@ -128,6 +131,52 @@ def test_mixture_nonfinite_and_empty():
     far = mixture_metrics(torch.full((4, 2), 99.0), torch.tensor(CENTERS), 1.0)
     assert far["quality/modes"] == 0.0 and far["quality/hq_fraction"] == 0.0
     assert math.isnan(far["quality/kl"])
+
+
+def test_mode_coverage_counts_modes_on_the_support_however_blurry():
+    ring = torch.tensor([[math.cos(a), math.sin(a)] for a in torch.arange(8) * math.pi / 4])
+    gen = torch.Generator().manual_seed(0)
+    # A blurry ring (radial std 0.1) reaches every mode with nearly every sample near one,
+    # though no sample is within 3 std (0.03) of a mode ...
+    angle = torch.rand(4000, generator=gen) * 2 * math.pi
+    radius = 1 + 0.1 * torch.randn(4000, generator=gen)
+    blurry = torch.stack([radius * angle.cos(), radius * angle.sin()], 1)
+    reached, near = mode_coverage(blurry, ring)
+    assert reached == 8 and near > 0.9
+    # ... a blob over one mode, or a short arc, reaches one or two with most samples near ...
+    reached, near = mode_coverage(torch.randn(2000, 2, generator=gen) * 0.15 + ring[0], ring)
+    assert reached == 1 and near > 0.8
+    arc = torch.rand(2000, generator=gen) * math.pi / 4
+    reached, near = mode_coverage(torch.stack([arc.cos(), arc.sin()], 1), ring)
+    assert reached == 2 and near > 0.95  # the arc's midpoint is just beyond half the spacing
+    # ... and a blob at the centre, where an untrained G starts, is near no mode.
+    assert mode_coverage(torch.randn(2000, 2, generator=gen) * 0.1, ring) == (0, 0.0)
+    # Near means within half the mode spacing (0.383 here); a mode needs 1/16 of all samples.
+    thin = torch.cat([ring[:1].repeat(94, 1), ring[1:2].repeat(6, 1)])
+    assert mode_coverage(thin, ring) == (1, 1.0)  # 6/100 < 1/16
+    assert mode_coverage(torch.cat([thin, ring[1:2]]), ring)[0] == 2  # 7/101 >= 1/16
+    assert mode_coverage(torch.full((5, 2), float("nan")), ring) == (0, 0.0)
+
+
+def test_class_coverage_and_relative_fid():
+    uniform = torch.full((4,), 0.25)
+    one_hot = torch.eye(4)
+    spread = one_hot.repeat(25, 1)  # 25 samples of each class
+    out = class_coverage(spread, uniform)
+    assert out == {"quality/classes": 4.0, "quality/class_coverage": 1.0,
+                   "quality/class_kl": pytest.approx(0.0, abs=1e-12)}
+    collapsed = class_coverage(one_hot[[0] * 97 + [1, 2, 3]], uniform)
+    assert collapsed["quality/classes"] == 1.0 and collapsed["quality/class_coverage"] == 0.25
+    assert collapsed["quality/class_kl"] > 1.0  # near log 4 = 1.39
+    # A class absent from the real data is never "seen" and does not count in the coverage.
+    three = class_coverage(spread, torch.tensor([1 / 3, 1 / 3, 1 / 3, 0.0]))
+    assert three["quality/classes"] == 3.0 and three["quality/class_coverage"] == 1.0
+    # A class with a quarter of its real share counts: 1/16 of 1/4.
+    edge = class_coverage(one_hot[[0] * 31 + [1] * 31 + [2] * 30 + [3] * 8], uniform)
+    assert edge["quality/classes"] == 4.0
+    assert relative_fid(30.0, 10.0, 210.0) == pytest.approx(0.1)
+    assert relative_fid(250.0, 10.0, 210.0) > 1.0
+    assert math.isnan(relative_fid(5.0, 10.0, 10.0))
 
 
 def test_reverse_kl_uniform():
@@ -285,7 +334,13 @@ def test_classifier_separates_classes(evaluator, patterns):
     assert abs(real["quality/kid"]) * 20 < noise["quality/kid"]
     one_class = evaluator(held_out[:100].repeat(3, 1, 1, 1))
     assert one_class["quality/is"] < 1.2 and one_class["quality/fid"] > 5 * real["quality/fid"]
-    assert evaluator.reference["quality/is"] > 2.5
+    assert evaluator.reference_values["quality/is"] > 2.5
+    # The relative FID puts held-out real images near 0 and noise at 1 (the noise set differs
+    # from the reference's, so not exactly 1); classes: all 3 seen, or only one.
+    assert real["quality/fid_rel"] < 0.05 and 0.9 < noise["quality/fid_rel"] < 1.1
+    assert 0.05 < one_class["quality/fid_rel"] < 0.9
+    assert real["quality/class_coverage"] == 1.0 and real["quality/class_kl"] < 0.05
+    assert one_class["quality/classes"] == 1.0 and one_class["quality/class_kl"] > 0.9
 
 
 def test_classifier_without_labels_uses_kmeans(cache, patterns):
@@ -442,6 +497,9 @@ def test_evaluator_points_keys_and_values():
             "quality/modes",
             "quality/hq_fraction",
             "quality/kl",
+            "quality/modes_reached",
+            "quality/near_fraction",
+            "quality/nonfinite",
             "diversity/mean",
             "diversity/min",
             "diversity/std",
@@ -449,10 +507,14 @@ def test_evaluator_points_keys_and_values():
         }
     )
     assert out["quality/modes"] == 2.0 and out["quality/hq_fraction"] == pytest.approx(0.7)
+    # Near (within 5 of a mode): 5 on mode 0 and 3 on mode 1; the 2 far ones reach nothing.
+    assert out["quality/modes_reached"] == 2.0 and out["quality/near_fraction"] == 0.8 and out["quality/nonfinite"] == 0.0
     # The real points themselves are exactly as spread as the data; halved, half as spread.
     assert out["diversity/ratio"] == pytest.approx(1.0)
     assert ev(torch.tensor(POINTS) * 0.5)["diversity/ratio"] == pytest.approx(0.5)
-    assert all(math.isnan(v) for v in ev(torch.full((4, 2), float("nan"))).values())
+    broken = ev(torch.tensor([[0.0, 0.0], [float("inf"), 1.0], [1.0, 1.0], [float("nan"), 0.0]]))
+    assert broken.pop("quality/nonfinite") == 0.5  # the share of non-finite samples ...
+    assert all(math.isnan(v) for v in broken.values())  # ... and nothing else is judged
     plain = Dataset(
         name="pts",
         x=torch.zeros(5, 3),
@@ -464,7 +526,8 @@ def test_evaluator_points_keys_and_values():
         cache_key="pts",
     )
     plain_out = QualityEvaluator(plain)(torch.randn(6, 3))
-    assert set(plain_out) == {"diversity/mean", "diversity/min", "diversity/std", "diversity/ratio"}
+    assert set(plain_out) == {"diversity/mean", "diversity/min", "diversity/std", "diversity/ratio",
+                              "quality/nonfinite"}
     assert math.isnan(plain_out["diversity/ratio"])  # real data all one point: no scale
     with pytest.raises(ValueError, match="expected"):
         ev(torch.zeros(4, 3))

@@ -27,7 +27,7 @@ def mean_distance_to_modes(trainer):
 
 
 @pytest.mark.parametrize("loss, extra", [
-    ("vanilla", {}), ("non_saturating", {}), ("wasserstein", {"gp_weight": 1.0}),
+    ("minimax", {}), ("non_saturating", {}), ("wasserstein", {"gp_weight": 1.0}),
     ("hinge", {}), ("least_squares", {}), ("non_saturating", {"pac": 4}),
 ])
 def test_every_loss_moves_samples_towards_the_modes(loss, extra):
@@ -265,10 +265,10 @@ DIGITS_DCGAN = {"data": {"name": "digits"}, "eval": {"every": 0, "n_samples": 10
      "train": {"loss_type": "wasserstein", "gp_weight": 10.0, "n_critic": 2}},
     {**RING, "discriminator": {"spectral_norm": True, "pac": 2},
      "train": {"loss_type": "least_squares", "r1_weight": 0.5}},
-    {**RING, "train": {"loss_type": "vanilla", "label_smoothing": 0.1, "clip_threshold": 0.05,
+    {**RING, "train": {"loss_type": "minimax", "label_smoothing": 0.1, "clip_threshold": 0.05,
                        "optimizer": "rmsprop"}},
 ], ids=["dcgan-bn", "dcgan-sn-hinge-r1", "mlp-wgan-gp-bn", "mlp-sn-pac-lsgan-r1",
-        "mlp-vanilla-clip"])
+        "mlp-minimax-clip"])
 def test_pack_members_match_solo_runs(values):
     # Tolerance: a pack's batched kernels (bmm, grouped conv) sum in another order than a run
     # alone; after 10 steps members agree to rel 1e-4 (measured: 2e-7 at worst on AVX2 and
