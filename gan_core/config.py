@@ -150,7 +150,7 @@ class MonitorConfig:
     # D dominance
     d_strong_real: float = 0.95  # probability losses: D(real) above this ... (004)
     d_strong_fake: float = 0.05  # ... and D(fake) below this is D too strong (004)
-    dominance_accuracy: float = 0.98  # any loss: D accuracy at or above this share ... (ours)
+    dominance_accuracy: float = 0.95  # any loss: D accuracy at or above this share ... (ours)
     dominance_margin_keep: float = 0.5  # ... with its real-fake margin >= this x early (ours)
     # D balance warnings
     d_weak_real: float = 0.6  # D too weak: D(real) below this ... (004)

@@ -18,8 +18,9 @@ Rules, in precedence order (the first that holds at the end decides the verdict)
   back from it, each epoch smaller than the next and above divergence_growth x the key's
   early level (the median of its first `window` epochs).
 - mode_collapse -> ``mode_collapse``: any decisive signal below holds at the end.
-- vanishing_gradients -> ``vanishing_gradients``: grad/g_norm < vanishing_grad (004), or
-  below vanishing_grad_drop x its own early level (three orders of magnitude), stuck.
+- vanishing_gradients -> ``vanishing_gradients``: grad/g_norm < vanishing_grad (004),
+  stuck; or its median over each window below vanishing_grad_drop x its own early peak
+  (three orders of magnitude), stuck.
 - d_too_strong -> ``d_dominance``: D(real) > 0.95 and D(fake) < 0.05 (004, probability
   losses), stuck; or, for every loss, D accuracy >= dominance_accuracy with the margin
   between D's real and fake outputs (d/real - d/fake; loss/w_dist for critics) at least
@@ -41,7 +42,8 @@ Mode-collapse signals (decisive unless marked):
 
 - loss signature (BCE losses): loss/d in 0.72-0.75, D accuracy within 0.05 of 0.5 and
   G accuracy >= 0.99, stuck (001 "Mode Collapse Triage / Symptoms").
-- PixVar (images): latest quality/pixvar < collapse_pixvar (001).
+- PixVar (images): latest quality/pixvar < collapse_pixvar (001), for data-like samples
+  (below): an untrained G's nearly constant output is garbage, not a collapse.
 - few modes (mixtures, with ``n_modes``): latest quality/modes <= collapse_modes_fraction x
   n_modes with quality/hq_fraction >= poor_quality_hq_fraction: G covers part of the data
   well (004 "Cluster analysis").
@@ -52,10 +54,13 @@ Mode-collapse signals (decisive unless marked):
   A G spread over the whole support but off the modes reaches every mode, and one that has
   not found the data (a blob between the modes, as at initialisation) has few samples
   near a mode: both poor quality, not collapse.
-- few classes (labelled images): latest quality/class_coverage <= collapse_class_coverage
-  with quality/fid_rel < collapse_max_fid_rel (samples nearer the data than noise: a
-  classifier sorts noise into few classes too, and noise is poor quality).
-- near-duplicate samples (images): latest diversity/min < collapse_min_distance (004).
+- few classes (labelled images): latest quality/class_coverage <= collapse_class_coverage,
+  for data-like samples.
+- near-duplicate samples (images): latest diversity/min < collapse_min_distance (004), for
+  data-like samples.
+- "data-like" images: quality/fid_rel < collapse_max_fid_rel (nearer the data than noise)
+  or no relative FID. Collapse is G covering part of the data; a classifier sorts noise and
+  an untrained G's grey output into few classes too, and those are poor quality.
 - one point (any data): latest diversity/ratio < collapse_diversity_ratio.
 - supporting only: D(fake) nearly constant (004 GANMonitor), added to the evidence.
 
@@ -228,16 +233,18 @@ def _window_means(ctx: _Context, keys: Sequence[str]) -> dict[str, float]:
     return {k: _mean([_value(r, k) for r in recent]) for k in keys}
 
 
-def _early_level(history: History, key: str, n: int, magnitude: bool = False) -> float:
-    """Median of `key` (or of its magnitude) over the first `n` epochs that hold it."""
+def _early_level(history: History, key: str, n: int, peak: bool = False) -> float:
+    """Median (or, with `peak`, the maximum) of |key| over the first `n` epochs that hold it."""
     values = []
     for rec in history:
         v = _value(rec, key)
         if math.isfinite(v):
-            values.append(abs(v) if magnitude else v)
+            values.append(abs(v))
             if len(values) == n:
                 break
-    return statistics.median(values) if values else math.nan
+    if not values:
+        return math.nan
+    return max(values) if peak else statistics.median(values)
 
 
 def _trailing_start(history: History, holds: Callable[[Record], bool]) -> int | None:
@@ -368,11 +375,6 @@ def _vanishing(rec: Record, ctx: _Context) -> bool:
     return _value(rec, "grad/g_norm") < ctx.cfg.vanishing_grad
 
 
-def _vanishing_relative(rec: Record, ctx: _Context) -> bool:
-    early = _early_level(ctx.history, "grad/g_norm", ctx.cfg.window)
-    return _value(rec, "grad/g_norm") < ctx.cfg.vanishing_grad_drop * early
-
-
 def _clipping(rec: Record, ctx: _Context) -> bool:
     return _value(rec, "weights/clip_pct") > ctx.cfg.clip_persistent_pct
 
@@ -427,9 +429,7 @@ def divergence(rec: Record, cfg: MonitorConfig) -> dict[str, float]:
 
 def _growth_start(ctx: _Context, index: int, key: str) -> int:
     """First index of the sustained growth of |key| that ends in the explosion at `index`."""
-    floor = ctx.cfg.divergence_growth * _early_level(
-        ctx.history[:index], key, ctx.cfg.window, magnitude=True
-    )
+    floor = ctx.cfg.divergence_growth * _early_level(ctx.history[:index], key, ctx.cfg.window)
     above = abs(_value(ctx.history[index], key))
     start = index
     for j in range(index - 1, -1, -1):
@@ -508,14 +508,26 @@ def _few_classes(rec: Record, ctx: _Context) -> bool:
     cfg = ctx.cfg
     return _below(
         rec, "quality/class_coverage", cfg.collapse_class_coverage, inclusive=True
-    ) and _below(rec, "quality/fid_rel", cfg.collapse_max_fid_rel)
+    ) and _data_like(rec, ctx)
 
 
 def _near_duplicates(rec: Record, ctx: _Context) -> bool:
     # 2-D mixtures (quality/modes present): tight modes make tiny distances healthy.
-    return "quality/modes" not in rec and _below(
-        rec, "diversity/min", ctx.cfg.collapse_min_distance
+    return (
+        "quality/modes" not in rec
+        and _below(rec, "diversity/min", ctx.cfg.collapse_min_distance)
+        and _data_like(rec, ctx)
     )
+
+
+def _data_like(rec: Record, ctx: _Context) -> bool:
+    """Images nearer the data than noise (relative FID), or no relative FID to tell."""
+    fid_rel = _value(rec, "quality/fid_rel")
+    return not math.isfinite(fid_rel) or fid_rel < ctx.cfg.collapse_max_fid_rel
+
+
+def _low_pixvar(rec: Record, ctx: _Context) -> bool:
+    return _below(rec, "quality/pixvar", ctx.cfg.collapse_pixvar) and _data_like(rec, ctx)
 
 
 _COLLAPSE_SIGNALS: tuple[Callable[[_Context], _Finding | None], ...] = (
@@ -526,9 +538,7 @@ _COLLAPSE_SIGNALS: tuple[Callable[[_Context], _Finding | None], ...] = (
         _BCE,
     ),
     _signal_at_evaluations(
-        lambda rec, ctx: _below(rec, "quality/pixvar", ctx.cfg.collapse_pixvar),
-        ("quality/pixvar",),
-        "low pixel variance",
+        _low_pixvar, ("quality/pixvar", "quality/fid_rel"), "low pixel variance"
     ),
     _signal_at_evaluations(
         _few_modes, ("quality/modes", "quality/hq_fraction"), "few modes captured"
@@ -543,7 +553,9 @@ _COLLAPSE_SIGNALS: tuple[Callable[[_Context], _Finding | None], ...] = (
         ("quality/classes", "quality/class_coverage", "quality/class_kl", "quality/fid_rel"),
         "few classes generated",
     ),
-    _signal_at_evaluations(_near_duplicates, ("diversity/min",), "near-duplicate samples"),
+    _signal_at_evaluations(
+        _near_duplicates, ("diversity/min", "quality/fid_rel"), "near-duplicate samples"
+    ),
     _signal_at_evaluations(
         lambda rec, ctx: _below(rec, "diversity/ratio", ctx.cfg.collapse_diversity_ratio),
         ("diversity/ratio",),
@@ -645,19 +657,46 @@ def _check_vanishing(ctx: _Context) -> _Finding | None:
     found = _vanishing_absolute(ctx) or _vanishing_drop(ctx)
     if found is None:
         return None
-    early = _early_level(ctx.history, "grad/g_norm", ctx.cfg.window)
+    early = _early_level(ctx.history, "grad/g_norm", ctx.cfg.window, peak=True)
     if math.isfinite(early):
         found.evidence["grad/g_norm_early"] = early
     return found
 
 
 _vanishing_absolute = _stuck(_vanishing, ("grad/g_norm", "d/fake"), "G gradient norm below 1e-6")
-_vanishing_drop = _stuck(
-    _vanishing_relative,
-    ("grad/g_norm", "d/fake"),
-    "G gradient norm down three orders of magnitude from its early level",
-    relative=True,
-)
+
+
+def _vanishing_drop(ctx: _Context) -> _Finding | None:
+    """G's gradient norm, as a median over each window, 1000x below its early peak, stuck.
+
+    Gradient norms jump by orders of magnitude from one epoch to the next; the window median
+    keeps one spike from hiding a vanished gradient. The peak of the first window is the early
+    level: a D that saturates within the first epochs has already cut the median.
+    """
+    n = ctx.cfg.window
+    g = [_value(r, "grad/g_norm") for r in ctx.history]
+    if len(g) < 2 * n:
+        return None
+    limit = ctx.cfg.vanishing_grad_drop * _early_level(ctx.history, "grad/g_norm", n, peak=True)
+
+    def low(t: int) -> bool:
+        values = [v for v in g[max(0, t - n + 1) : t + 1] if math.isfinite(v)]
+        return bool(values) and statistics.median(values) < limit
+
+    t = len(g)
+    while t > n and low(t - 1):
+        t -= 1
+    if len(g) - t < n:
+        return None
+    start = next((i for i in range(max(0, t - n + 1), len(g)) if g[i] < limit), t)
+    evidence = _window_means(ctx, ("grad/g_norm", "d/fake"))
+    return _Finding(
+        start,
+        evidence,
+        f"G gradient norm {limit / ctx.cfg.vanishing_grad_drop:.3g} early, "
+        f"now 1000x lower for {len(g) - start} epochs ({_shown(evidence)})",
+    )
+
 
 _RULES: tuple[_Rule, ...] = (
     _Rule("diverged", "diverged", "diverged", _check_diverged),

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from gan_core.config import flatten_config
+from gan_core.metric_keys import QUALITY_DIRECTIONS
 
 from .sweepdir import SweepDir, write_parquet_atomic
 
@@ -38,18 +39,6 @@ FIXED_COLUMNS = {
     "g_lr": "train.g_lr",
     "d_lr": "train.d_lr",
 }
-
-# Which way is better for each quality key, for the `best/<key>` columns.
-QUALITY_DIRECTIONS = {
-    "quality/modes": "max",
-    "quality/hq_fraction": "max",
-    "quality/kl": "min",
-    "quality/fid": "min",
-    "quality/kid": "min",
-    "quality/is": "max",
-    "quality/pixvar": "max",
-}
-
 
 @dataclass
 class TrialOutcome:
@@ -120,7 +109,7 @@ def trial_row(outcome: TrialOutcome, varied: list[str]) -> dict[str, Any]:
         evidence=json.dumps(verdict.get("evidence", {})),
     )
     if outcome.records:
-        row.update({f"final/{k}": _float(v) for k, v in outcome.records[-1].items()})
+        row.update({f"final/{k}": _cell(v) for k, v in outcome.records[-1].items()})
     row.update(_best(outcome.records))
     row.update(
         mlflow_run_id=outcome.mlflow_run_id,
@@ -136,6 +125,11 @@ def _float(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
+
+
+def _cell(value: Any) -> float | str:
+    """A record value as a table cell: text (the monitor's phase and health) stays text."""
+    return value if isinstance(value, str) else _float(value)
 
 
 def _best(records: list[dict[str, float]]) -> dict[str, float]:
@@ -155,7 +149,7 @@ def epoch_rows(trial_id: str, records: list[dict[str, float]]) -> list[dict[str,
     rows = []
     for record in records:
         row: dict[str, Any] = {"trial_id": trial_id, "epoch": int(record.get("epoch", 0))}
-        row.update({k: _float(v) for k, v in record.items() if k != "epoch"})
+        row.update({k: _cell(v) for k, v in record.items() if k != "epoch"})
         rows.append(row)
     return rows
 

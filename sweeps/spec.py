@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gan_core.config import ConfigError, RunConfig
-from gan_core.metric_keys import DIVERSITY_KEYS, IMAGE_KEYS, MIXTURE_KEYS
+from gan_core.metric_keys import CLASS_KEYS, DIVERSITY_KEYS, IMAGE_KEYS, MIXTURE_KEYS
 
 __all__ = [
     "SpecError",
@@ -57,6 +57,7 @@ PACK_FIELDS = ("seed", "init_seed", "data_seed", "train.g_lr", "train.d_lr")
 _OBJECTIVE_METRICS = (
     MIXTURE_KEYS
     + IMAGE_KEYS
+    + CLASS_KEYS
     + DIVERSITY_KEYS
     + ("loss/d", "loss/g", "loss/w_dist", "d/accuracy", "g/accuracy", "stability/dg_ratio")
 )
@@ -461,7 +462,8 @@ def _check_objective(spec: SweepSpec, base: RunConfig) -> None:
             f"allowed: {', '.join(_OBJECTIVE_METRICS)}"
         )
     mixture = base.data.name in _MIXTURE_DATA
-    if (metric in MIXTURE_KEYS and not mixture) or (metric in IMAGE_KEYS and mixture):
+    image_only = metric in IMAGE_KEYS or metric in CLASS_KEYS
+    if (metric in MIXTURE_KEYS and not mixture) or (image_only and mixture):
         raise SpecError(
             f"search.objective.metric: {metric} is not computed for data {base.data.name!r}"
         )

@@ -26,12 +26,15 @@ RECORD = {
     "stability/loss_var": 0.000002,
     "d/real": 3.1,  # not shown in the block
 }
-QUALITY = {"quality/fid": 333.1, "quality/is": 2.12, "quality/pixvar": 0.2960}
+QUALITY = {"quality/fid": 333.1, "quality/is": 2.12, "quality/is_std": 0.19,
+           "quality/pixvar": 0.2960}
 HEAVY = "═" * 75
 LIGHT = "─" * 75
 
 
-def test_block_matches_the_guide_exactly():
+def test_block_follows_the_guide_with_its_bands():
+    # The guide's block, with the bands of its tables: D/G 0.0475 is in none, Clip% 0.0% is
+    # "ideal", IS 2.12 "moderate", PixVar 0.296 "healthy", and FID 333.1 on Inception "fair".
     expected = "\n".join(
         [
             HEAVY,
@@ -39,22 +42,59 @@ def test_block_matches_the_guide_exactly():
             LIGHT,
             "  Losses     │ D: 5.4859 (R:5.4853 F:5.4865)  G: -115.549  W-dist: 115.55",
             "  Weights    │ Critic μ:0.0024 σ:0.0096  Gen μ:0.0028 σ:0.0810",
-            "  Stability  │ D/G Ratio: 0.0475  Clip%: 0.0%  Var: 0.000002",
-            "  Quality    │ FID: 333.1  IS: 2.12  PixVar: 0.2960",
+            "  Stability  │ D/G Ratio: 0.0475  Clip%: 0.0% (ideal)  Var: 0.000002",
             HEAVY,
+            "",
+            "  Computing quality metrics...",
+            "  Quality    │ FID: 333.1 (fair)  IS: 2.12±0.19 (moderate)  PixVar: 0.2960 (healthy)",
         ]
     )
-    assert format_epoch({**RECORD, **QUALITY}, 12000) == expected
+    assert format_epoch({**RECORD, **QUALITY}, 12000, "inception") == expected
+
+
+def test_classifier_fid_is_named_and_has_no_band():
+    row = format_epoch({**RECORD, **QUALITY}, 12000).splitlines()[-1]
+    assert row.startswith("  Quality    │ FID (classifier): 333.1  IS:")
+    assert "(fair)" not in row
+
+
+def test_bands_of_the_guide():
+    from gan_core.console import band
+
+    assert band("stability/dg_ratio", 1.5) == "critic strong"
+    assert band("stability/dg_ratio", 0.07) == "balanced"
+    assert band("stability/dg_ratio", 0.005) == "possible collapse"
+    assert band("stability/dg_ratio", 0.5) is None  # between the guide's bands
+    assert band("weights/clip_pct", 60) == "high: raise the bound if it persists"
+    assert band("weights/clip_pct", 25) == "normal early"
+    assert band("quality/is", 4.5) == "good" and band("quality/is", 1.5) == "limited"
+    assert band("quality/pixvar", 0.05) == "mode collapse"
+    assert band("quality/fid", 40) == "excellent" and band("quality/fid", 450) == "poor"
+    assert band("quality/is", float("nan")) is None and band("loss/d", 0.7) is None
+
+
+def test_health_row_and_summary():
+    from gan_core.console import format_summary
+    from gan_core.monitor import RunSummary
+
+    rec = {**RECORD, "monitor/phase": "competitive", "monitor/health": "Issues: D too strong"}
+    assert "  Health     │ competitive · Issues: D too strong" in format_epoch(rec, 12000)
+    summary = RunSummary(12000, 5, {"loss/g": -115.5, "d/real": 3.1}, {"loss/g": 0.2},
+                         "converged", "Healthy", ("D too strong",),
+                         Verdict("stable", None, {}, ()))
+    text = format_summary(summary)
+    assert "G loss: -115.5000 ± 0.2000" in text and "D(real): 3.1000" in text
+    assert "Health status: Healthy" in text and "seen during the run: D too strong" in text
 
 
 def test_quality_row_only_on_evaluation_epochs():
     lines = format_epoch(RECORD, 12000).splitlines()
-    assert len(lines) == 7 and not any("Quality" in line for line in lines)
+    assert len(lines) == 7 and not any("Quality" in line or "Computing" in line for line in lines)
 
 
 def test_mixture_quality_row_shows_modes_hq_and_kl():
     mixture = {"quality/modes": 24.0, "quality/hq_fraction": 0.936, "quality/kl": 0.04}
-    row = format_epoch({**RECORD, **mixture}, 12000).splitlines()[6]
+    row = format_epoch({**RECORD, **mixture}, 12000).splitlines()[-1]
     assert row == "  Quality    │ Modes: 24  HQ%: 93.6%  KL: 0.040"
 
 

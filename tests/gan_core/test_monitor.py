@@ -56,13 +56,17 @@ def _history(n: int = 20, kind: str = "mixture", every: int = 5) -> list[dict[st
             continue
         if kind == "mixture":
             # Tight modes: a tiny min pairwise distance is healthy here.
-            rec.update({"quality/modes": 8, "quality/hq_fraction": 0.92, "quality/kl": 0.02})
+            rec.update({"quality/modes": 8, "quality/hq_fraction": 0.92, "quality/kl": 0.02,
+                        "quality/modes_reached": 8, "quality/near_fraction": 0.99})
             rec.update({"diversity/mean": 1.1, "diversity/min": 1e-4, "diversity/std": 0.6,
                         "diversity/ratio": 0.42})
         else:
-            rec.update({"quality/fid": 35.0, "quality/kid": 0.01, "quality/is": 8.5})
+            rec.update({"quality/fid": 35.0, "quality/kid": 0.01, "quality/is": 8.5,
+                        "quality/fid_rel": 0.08, "quality/classes": 10,
+                        "quality/class_coverage": 1.0, "quality/class_kl": 0.02})
             rec.update({"quality/pixvar": 0.3, "diversity/mean": 9.0, "diversity/min": 3.0,
-                        "diversity/ratio": 0.9})
+                        "diversity/std": 2.5, "diversity/ratio": 0.9})
+        rec["quality/nonfinite"] = 0.0
     return history
 
 
@@ -406,3 +410,156 @@ def test_confident_failure_stops_divergence_at_once_and_ignores_other_statuses()
     assert confident_failure(poor, CFG, "non_saturating", n_modes=8, patience=1) is None
     with pytest.raises(ValueError, match="patience"):
         confident_failure(poor, CFG, "non_saturating", patience=0)
+
+
+# ---------------------------------------------------------------- issue 12 rules
+def _mixture_eval(values):
+    """Override the mixture evaluations from epoch 15 on (evaluations every 5 epochs)."""
+    return _set(_history(), values, since=15)
+
+
+PARTIAL = {"quality/modes": 1, "quality/hq_fraction": 0.05, "quality/modes_reached": 2,
+           "quality/near_fraction": 0.9, "diversity/ratio": 0.25}
+
+
+def test_blurry_blob_over_few_modes_is_mode_collapse_not_poor_quality():
+    v = verdict(_mixture_eval(PARTIAL), CFG, "non_saturating", n_modes=8)
+    assert (v.status, v.onset_epoch) == ("mode_collapse", 15)
+    assert v.evidence["quality/modes_reached"] == 2 and "poor_quality" in v.problems
+
+
+def test_spread_or_unfound_samples_with_few_hq_are_poor_quality():
+    blurry_ring = {**PARTIAL, "quality/modes_reached": 8, "diversity/ratio": 0.95}
+    assert verdict(_mixture_eval(blurry_ring), CFG, "hinge", n_modes=8).status == "poor_quality"
+    # A blob between the modes, where an untrained G starts: bunched, but near no mode.
+    centre = {**PARTIAL, "quality/modes_reached": 0, "quality/near_fraction": 0.0}
+    assert verdict(_mixture_eval(centre), CFG, "hinge", n_modes=8).status == "poor_quality"
+    # Few modes reached but spread like the data: not bunched.
+    offset = {**PARTIAL, "diversity/ratio": 0.8}
+    assert verdict(_mixture_eval(offset), CFG, "hinge", n_modes=8).status == "poor_quality"
+
+
+IMAGES_FEW_CLASSES = {"quality/class_coverage": 0.2, "quality/classes": 2, "quality/fid_rel": 0.4}
+
+
+def test_few_classes_of_data_like_images_is_mode_collapse_and_noise_is_poor_quality():
+    history = _set(_history(kind="images"), IMAGES_FEW_CLASSES, since=10)
+    v = verdict(history, CFG, "non_saturating")
+    assert (v.status, v.onset_epoch) == ("mode_collapse", 10)
+    assert v.evidence["quality/class_coverage"] == 0.2
+    noise = {**IMAGES_FEW_CLASSES, "quality/fid_rel": 1.3, "quality/pixvar": 0.02}
+    v = verdict(_set(_history(kind="images"), noise, since=10), CFG, "non_saturating")
+    assert (v.status, v.evidence) == ("poor_quality", {"quality/fid_rel": 1.3})
+
+
+def test_relative_fid_decides_poor_quality_on_images():
+    history = _set(_history(kind="images"), {"quality/fid_rel": 0.7}, since=15)
+    assert verdict(history, CFG, "hinge").status == "poor_quality"
+    history = _set(_history(kind="images"), {"quality/fid_rel": 0.3}, since=15)
+    assert verdict(history, CFG, "hinge").status == "stable"
+
+
+def _separating(loss, since, margin_of):
+    """D classifies every sample right from `since` on, with a margin of margin_of(epoch)."""
+    history = _history()
+    for rec in history:
+        if rec["epoch"] >= since:
+            m = margin_of(rec["epoch"])
+            rec.update({"d/accuracy": 1.0, "loss/w_dist": m})
+            if loss in ("non_saturating", "minimax", "least_squares"):
+                rec.update({"d/real": 0.5 + m / 2, "d/fake": 0.5 - m / 2})
+            else:
+                rec.update({"d/real": m / 2, "d/fake": -m / 2, "loss/d": 0.0})
+    return history
+
+
+@pytest.mark.parametrize("loss", ["hinge", "wasserstein", "non_saturating", "least_squares"])
+def test_d_separating_every_sample_and_keeping_its_margin_is_d_dominance(loss):
+    # Early margin: 0.4 (w_dist) or 0.45 (probabilities); now 0.86: NS 0.93 / 0.07.
+    v = verdict(_separating(loss, 11, lambda e: 0.86), CFG, loss)
+    assert (v.status, v.onset_epoch) == ("d_dominance", 11)
+    assert v.evidence["d/accuracy"] == 1.0 and "d/early_margin" in v.evidence
+
+
+@pytest.mark.parametrize("loss", ["hinge", "wasserstein"])
+def test_a_perfect_d_whose_margin_shrank_is_not_dominance(loss):
+    early = 0.4  # the healthy records' w_dist
+    v = verdict(_separating(loss, 11, lambda e: 0.3 * early), CFG, loss)
+    assert v.status == "stable"
+
+
+def test_accuracy_just_under_the_threshold_is_not_dominance():
+    history = _separating("hinge", 11, lambda e: 2.0)
+    for rec in history[10:]:
+        rec["d/accuracy"] = 0.94
+    assert verdict(history, CFG, "hinge").status == "stable"
+
+
+def _grad_trace(early=1.0, drop_from=11, factor=1e-4, n=20):
+    history = _history(n)
+    for rec in history:
+        rec["grad/g_norm"] = early * (factor if rec["epoch"] >= drop_from else 1.0)
+    return history
+
+
+def test_g_gradient_down_three_orders_from_its_own_level_is_vanishing():
+    history = _grad_trace(early=5.0)  # 5e-4 at the end: far above the absolute 1e-6
+    v = verdict(history, CFG, "non_saturating")
+    assert (v.status, v.onset_epoch) == ("vanishing_gradients", 11)
+    assert v.evidence["grad/g_norm_early"] == 5.0
+    # One spike inside the window does not hide it (the window median decides) ...
+    history[-2]["grad/g_norm"] = 3.0
+    assert verdict(history, CFG, "non_saturating").status == "vanishing_gradients"
+    # ... and a drop of two orders is not vanishing.
+    assert verdict(_grad_trace(factor=1e-2), CFG, "non_saturating").status == "stable"
+
+
+def test_divergence_onset_is_the_start_of_sustained_growth():
+    history = _history(14)
+    for rec in history:  # losses x10 per epoch from epoch 9: 6, 60, ..., 6e5 at epoch 13
+        if rec["epoch"] >= 9:
+            rec["loss/g"] = 0.6 * 10.0 ** (rec["epoch"] - 8)
+    v = verdict(history[:13], CFG, "non_saturating")
+    assert (v.status, v.onset_epoch) == ("diverged", 9)
+    assert "growing from epoch 9" in assess(history[:13], CFG, "non_saturating").problems[0].message
+    # A sudden NaN has its own epoch as onset, whatever noise came before.
+    sudden = _set(_history(14), {"loss/g": NAN}, since=12)
+    assert verdict(sudden, CFG, "non_saturating").onset_epoch == 12
+
+
+@pytest.mark.parametrize(("key", "value"), [("loss/g", 2e4), ("weights/d_abs_mean", 120.0)])
+def test_finite_but_absurd_losses_and_weights_are_divergence(key, value):
+    v = verdict(_set(_history(), {key: value}, since=18), CFG, "hinge")
+    assert (v.status, v.evidence) == ("diverged", {key: value})
+
+
+def test_non_finite_samples_with_finite_losses_are_divergence():
+    history = _set(_history(), {"quality/nonfinite": 0.1}, since=15)
+    v = verdict(history, CFG, "non_saturating", n_modes=8)
+    assert (v.status, v.onset_epoch, v.evidence) == ("diverged", 15, {"quality/nonfinite": 0.1})
+
+
+def test_new_warnings_decide_nothing():
+    at_chance = _set(_history(), {"loss/d": 0.695, "d/accuracy": 0.5}, since=10)
+    v = verdict(at_chance, CFG, "non_saturating")
+    assert v.status == "stable" and "d_at_chance" in v.problems
+    flat = _set(_history(), {"loss/d": 0.62, "loss/g": 1.1}, since=10)
+    assert verdict(flat, CFG, "hinge").problems == ("losses_flat",)
+    uniform = _set(_history(kind="images"), {"diversity/std": 0.5, "diversity/mean": 9.0},
+                   since=10)
+    v = verdict(uniform, CFG, "hinge")
+    assert (v.status, v.problems) == ("stable", ("low_distance_spread",))
+
+
+def test_health_line_and_summary():
+    from gan_core.monitor import health_line, summarize
+
+    assert health_line(assess(_history(), CFG, "non_saturating")) == "Healthy"
+    history = _set(_history(), D_STRONG, since=9)
+    assert health_line(assess(history, CFG, "non_saturating")) == "Issues: D too strong"
+    for rec, line in zip(history, ["Healthy"] * 12 + ["Issues: D too strong"] * 8, strict=True):
+        rec["monitor/health"] = line
+    s = summarize(history, CFG, "non_saturating")
+    assert s.epochs == 20 and s.issues_seen == ("D too strong",) and s.phase == "early"
+    assert s.means["d/real"] == pytest.approx(0.99) and s.stds["d/real"] == pytest.approx(0.0)
+    assert s.verdict.status == "d_dominance" and json.dumps(s.to_dict())

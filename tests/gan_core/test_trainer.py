@@ -117,6 +117,35 @@ def test_evaluation_epochs_carry_quality_metrics_and_their_own_time():
     assert all(r["time/eval_s"] > 0 and r["time/epoch_s"] > 0 for r in history[1:])
 
 
+def test_every_record_carries_the_monitors_phase_health_and_d_fake_g():
+    cfg = RunConfig.from_dict({**RING, "train": {"epochs": 2, "batch_size": 64,
+                                                 "steps_per_epoch": 5, "g_lr": 1e-9}})
+    trainer = Trainer(cfg)
+    history = [rec[0] for rec in trainer.epochs()]
+    for rec in history:
+        assert rec["monitor/phase"] in ("early", "competitive", "converged")
+        assert rec["monitor/health"] == "Healthy" or rec["monitor/health"].startswith("Issues: ")
+        assert 0.0 <= rec["d/fake_g"] <= 1.0  # a probability under the default loss
+    summary = trainer.summaries()[0]
+    assert summary.epochs == 2 and summary.verdict == trainer.verdicts()[0]
+
+
+def test_instance_noise_reaches_d_in_the_generator_step_too():
+    # Sonderby et al. train G against the noise-convolved D: with noise the G step's D sees
+    # other inputs, so D's output on its fakes changes; without, the two steps agree.
+    cfg = RunConfig.from_dict({**RING, "train": {"epochs": 1, "batch_size": 64,
+                                                 "steps_per_epoch": 1}})
+    real = Trainer(cfg).dataset.x[:64].unsqueeze(0)
+
+    def d_fake_g(noise_std):
+        trainer = Trainer(cfg)
+        trainer.discriminator_step(real, None)  # the G step scores against D's last boundary
+        return trainer.generator_step(real, None, noise_std)[1]["d/fake_g"].item()
+
+    assert d_fake_g(0.0) == d_fake_g(0.0)
+    assert abs(d_fake_g(2.0) - d_fake_g(0.0)) > 1e-3
+
+
 def test_a_trainer_turns_on_deterministic_kernels_without_loading_inductor():
     # Loading torch._inductor costs every sweep worker about 1.7 s before its first trial.
     code = ("import sys, torch; from gan_core import RunConfig, Trainer;"
