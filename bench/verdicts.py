@@ -218,7 +218,8 @@ class _Trained:
 def _check_stable_mixture(t: _Trained) -> tuple[bool, str]:
     q, k = t.fresh(), len(t.trainer.dataset.centers)
     ok = q["quality/modes"] == k and q["quality/hq_fraction"] >= 0.5
-    return ok, f"fresh samples: {q['quality/modes']:.0f}/{k} modes, hq {q['quality/hq_fraction']:.2f}"
+    hq = q["quality/hq_fraction"]
+    return ok, f"fresh samples: {q['quality/modes']:.0f}/{k} modes, hq {hq:.2f}"
 
 
 def _check_collapse_mixture(t: _Trained) -> tuple[bool, str]:
@@ -495,7 +496,12 @@ IMAGE_SAMPLES = (("two_classes", "mode_collapse"), ("duplicates", "mode_collapse
 QUALITY_ONSET = 12
 
 
-def _with_samples(base: dict[str, Any], evaluator: QualityEvaluator, sample: Callable[[str, torch.Generator], torch.Tensor], kind: str) -> History:
+Sampler = Callable[[str, torch.Generator], torch.Tensor]
+
+
+def _with_samples(
+    base: dict[str, Any], evaluator: QualityEvaluator, sample: Sampler, kind: str
+) -> History:
     """The base history with every evaluation recomputed on constructed samples."""
     gen = torch.Generator().manual_seed(0)
     healthy = evaluator(sample("healthy", gen))
@@ -520,10 +526,11 @@ def _quality_cases(rows: list[dict[str, Any]]) -> list[Case]:
         base = _base(rows, name)
         every = base["eval_every"]
         onset = -(-QUALITY_ONSET // every) * every  # first evaluation at or after it
+        def sampler(k: str, g: torch.Generator, ds: Dataset = ds, sample: Any = sample) -> Any:
+            return sample(k, ds, g)
+
         for kind, label in (("healthy", "stable"), *kinds):
-            history = _truncate_at_divergence(
-                _with_samples(base, evaluator, lambda k, g: sample(k, ds, g), kind)
-            )
+            history = _truncate_at_divergence(_with_samples(base, evaluator, sampler, kind))
             cases.append(Case(f"synthetic-{data}-{kind}", data, base["loss"], label, history,
                               base["n_modes"], every, None if label == "stable" else onset))
     # Non-finite samples with finite losses: BN running statistics gone bad, say.
@@ -577,7 +584,9 @@ def judge(cases: list[Case], cfg: MonitorConfig | None = None) -> dict[str, Any]
         "verdict_accuracy": sum(r for _, _, r, _ in scored) / len(scored),
         "onset_within_one_eval": sum(onsets) / len(onsets) if onsets else math.nan,
         "onsets_scored": len(onsets),
-        "groups": {g: {"n": len(v), "accuracy": sum(v) / len(v)} for g, v in sorted(groups.items())},
+        "groups": {
+            g: {"n": len(v), "accuracy": sum(v) / len(v)} for g, v in sorted(groups.items())
+        },
         "healthy_judged_failed": sum(
             1 for case, status, _, _ in scored if case.label == "stable" and status != "stable"
         ),

@@ -31,8 +31,8 @@ from gan_core.quality import (
     inception_score,
     kid,
     mixture_metrics,
-    mode_histogram,
     mode_coverage,
+    mode_histogram,
     pairwise_stats,
     pixvar,
     relative_fid,
@@ -508,7 +508,8 @@ def test_evaluator_points_keys_and_values():
     )
     assert out["quality/modes"] == 2.0 and out["quality/hq_fraction"] == pytest.approx(0.7)
     # Near (within 5 of a mode): 5 on mode 0 and 3 on mode 1; the 2 far ones reach nothing.
-    assert out["quality/modes_reached"] == 2.0 and out["quality/near_fraction"] == 0.8 and out["quality/nonfinite"] == 0.0
+    assert out["quality/modes_reached"] == 2.0 and out["quality/near_fraction"] == 0.8
+    assert out["quality/nonfinite"] == 0.0
     # The real points themselves are exactly as spread as the data; halved, half as spread.
     assert out["diversity/ratio"] == pytest.approx(1.0)
     assert ev(torch.tensor(POINTS) * 0.5)["diversity/ratio"] == pytest.approx(0.5)
