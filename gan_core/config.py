@@ -180,7 +180,8 @@ class MonitorConfig:
     # divergence
     weight_explode: float = 50.0  # mean |weight| above this (healthy: 1e-2..1; ours)
     loss_explode: float = 1e4  # |loss| above this (healthy GAN losses: < 1e3; ours)
-    divergence_growth: float = 2.0  # growth counts from this x the early level (ours)
+    divergence_growth: float = 2.0  # growth counts from this x the early level ... (ours)
+    divergence_rate: float = 1.5  # ... in epochs grown at least this-fold (geometric; ours)
     # quality
     poor_quality_hq_fraction: float = 0.5  # mixtures: fewer high-quality samples (ours)
     poor_quality_fid_rel: float = 0.5  # images: relative FID above this (ours)

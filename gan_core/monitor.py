@@ -15,8 +15,9 @@ Rules, in precedence order (the first that holds at the end decides the verdict)
   weights/{d,g}_abs_mean non-finite or > weight_explode, or generated samples non-finite
   (quality/nonfinite > 0) while the losses are finite. Terminal (STYLE.md habit 11). The
   onset is the first epoch of the sustained growth that ended in the explosion: walking
-  back from it, each epoch smaller than the next and above divergence_growth x the key's
-  early level (the median of its first `window` epochs).
+  back from it, each epoch grown at least divergence_rate-fold from the one before and
+  above divergence_growth x the key's early level (the median of its first `window`
+  epochs).
 - mode_collapse -> ``mode_collapse``: any decisive signal below holds at the end.
 - vanishing_gradients -> ``vanishing_gradients``: grad/g_norm < vanishing_grad (004),
   stuck; or its median over each window below vanishing_grad_drop x its own early peak
@@ -428,15 +429,20 @@ def divergence(rec: Record, cfg: MonitorConfig) -> dict[str, float]:
 
 
 def _growth_start(ctx: _Context, index: int, key: str) -> int:
-    """First index of the sustained growth of |key| that ends in the explosion at `index`."""
-    floor = ctx.cfg.divergence_growth * _early_level(ctx.history[:index], key, ctx.cfg.window)
-    above = abs(_value(ctx.history[index], key))
+    """First index of the sustained growth of |key| that ends in the explosion at `index`.
+
+    Walking back from the explosion, an epoch belongs to the growth while it grew by at least
+    divergence_rate from the epoch before and stands above divergence_growth x the key's early
+    level: geometric growth, not the slow rise of a healthy critic's loss.
+    """
+    cfg = ctx.cfg
+    floor = cfg.divergence_growth * _early_level(ctx.history[:index], key, cfg.window)
     start = index
-    for j in range(index - 1, -1, -1):
-        v = abs(_value(ctx.history[j], key))
-        if not (math.isfinite(v) and v > floor) or not (v < above or math.isnan(above)):
+    for j in range(index - 1, 0, -1):
+        v, before = abs(_value(ctx.history[j], key)), abs(_value(ctx.history[j - 1], key))
+        if not (math.isfinite(v) and v > floor and v >= cfg.divergence_rate * before):
             break
-        start, above = j, v
+        start = j
     return start
 
 
