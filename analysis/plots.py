@@ -39,6 +39,11 @@ def outcome_matrix(panel_trials: pd.DataFrame, unit: str) -> tuple[pd.DataFrame,
     return share, marks.astype(object).fillna("")
 
 
+def _plain(text) -> str:
+    """Text from the data shown as written: a ``$`` would start matplotlib math text."""
+    return str(text).replace("$", r"\$")
+
+
 def _png(fig: Figure) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -67,9 +72,9 @@ def _draw_heatmap(ax, share: pd.DataFrame, marks: pd.DataFrame, title: str) -> N
     thin = 1.0 if n_rows <= _ANNOTATE_MAX else 0.3
     ax.hlines(np.arange(-0.5, n_rows), -0.5, n_cols - 0.5, colors="white", linewidth=thin)
     ax.vlines(np.arange(-0.5, n_cols), -0.5, n_rows - 0.5, colors="white", linewidth=thin)
-    ax.set_xticks(range(n_cols), [str(c) for c in share.columns])
+    ax.set_xticks(range(n_cols), [_plain(c) for c in share.columns])
     ax.set_xlabel("batch size")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(_plain(title), fontsize=9)
     if n_rows <= _ANNOTATE_MAX:
         for (i, j), m in np.ndenumerate(marks.to_numpy()):
             if m:
@@ -113,10 +118,10 @@ def heatmap_png(panels: list, title: str, unit_word: str) -> bytes:
     for ax, (lr_title, share, marks) in zip(axes, panels, strict=True):
         _draw_heatmap(ax, share.reindex(rows), marks.reindex(rows).fillna(""), lr_title)
     step = max(1, n_rows // 40)
-    axes[0].set_yticks(range(0, n_rows, step), [str(r) for r in rows[::step]])
-    axes[0].set_ylabel(unit_word)
+    axes[0].set_yticks(range(0, n_rows, step), [_plain(r) for r in rows[::step]])
+    axes[0].set_ylabel(_plain(unit_word))
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(_plain(title), fontsize=10)
     legend = [
         Patch(color=_COLORS[0], label="succeeded"),
         Patch(color=_COLORS[2], label="failed"),
@@ -158,7 +163,7 @@ def loss_curves_png(epochs: pd.DataFrame, title: str, onset: float | None = None
         ax.axvline(onset, color="black", linestyle="--", linewidth=1, label=f"onset {onset:g}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(_plain(title), fontsize=9)
     ax.legend(fontsize=7, frameon=False)
     fig.subplots_adjust(left=0.14, right=0.97, bottom=0.18, top=0.88)
     return _png(fig)
