@@ -62,23 +62,30 @@ def table(frame: pd.DataFrame, numeric: tuple = (), cls: str = "") -> str:
     return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def _cell(v: float, mark: str) -> str:
+    if v != v:  # NaN: not run
+        return '<td class="missing">–</td>'
+    if v <= 0:
+        return '<td class="ok">✓</td>'
+    return f'<td class="{"fail" if v >= 1 else "mixed"}">{_e(mark or "✗")}</td>'
+
+
 def _heatmap_table(view) -> str:
     head = "".join(f"<th>{_e(b)}</th>" for b in view.share.columns)
-    rows = []
-    for unit, shares in view.share.iterrows():
-        cells = []
-        for b, v in shares.items():
-            if pd.isna(v):
-                cells.append('<td class="missing">–</td>')
-            elif v <= 0:
-                cells.append('<td class="ok">✓</td>')
-            else:
-                cls = "fail" if v >= 1 else "mixed"
-                cells.append(f'<td class="{cls}">{_e(view.marks.loc[unit, b] or "✗")}</td>')
-        rows.append(f"<tr><th>{_e(unit)}</th>{''.join(cells)}</tr>")
+    shares, marks = view.share.to_numpy(float), view.marks.to_numpy(object)
+    rows = [
+        f"<tr><th>{_e(unit)}</th>{''.join(map(_cell, shares[i], marks[i]))}</tr>"
+        for i, unit in enumerate(view.share.index)
+    ]
+    more = (
+        f'<p class="note">{view.hidden_rows} more {_e(view.unit_word)}s without a failure '
+        "here (in the image above).</p>"
+        if view.hidden_rows
+        else ""
+    )
     return (
         f'<table class="heatmap"><thead><tr><th>{_e(view.unit_word)} \\ batch</th>{head}</tr>'
-        f"</thead><tbody>{''.join(rows)}</tbody></table>"
+        f"</thead><tbody>{''.join(rows)}</tbody></table>{more}"
     )
 
 

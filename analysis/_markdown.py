@@ -37,22 +37,22 @@ def md_table(frame: pd.DataFrame) -> str:
     return "\n".join([head, rule, *rows])
 
 
+def _mark(v: float, mark: str) -> str:
+    if v != v:  # NaN: not run
+        return "–"
+    return "✓" if v <= 0 else f"✗ {mark}".strip()
+
+
 def _grid(view) -> str:
-    rows = []
-    for unit, shares in view.share.iterrows():
-        cells = []
-        for b, v in shares.items():
-            if pd.isna(v):
-                cells.append("–")
-            elif v <= 0:
-                cells.append("✓")
-            else:
-                cells.append(f"✗ {view.marks.loc[unit, b]}".strip())
-        rows.append([unit, *cells])
+    shares, marks = view.share.to_numpy(float), view.marks.to_numpy(object)
+    rows = [[u, *map(_mark, shares[i], marks[i])] for i, u in enumerate(view.share.index)]
     frame = pd.DataFrame(
         rows, columns=[f"{view.unit_word} \\ batch", *map(str, view.share.columns)]
     )
-    return md_table(frame)
+    more = (
+        f"\n\n_{view.hidden_rows} more seeds without a failure here._" if view.hidden_rows else ""
+    )
+    return md_table(frame) + more
 
 
 def known_good_frame(data: ReportData) -> pd.DataFrame:

@@ -43,17 +43,30 @@ class GroupContext:
     cells: pd.DataFrame
     panels: dict  # panel id -> {"label", "lr_key", "n", "k"}
     post: GroupPosterior
-    _rows: dict = field(default_factory=dict)
+    _memo: dict = field(default_factory=dict)  # lookups computed once (a group has many uses)
+
+    def memo(self, key, compute):
+        """``compute()`` once per key: a group's lookups have many uses."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     def lr_name(self, panel: int) -> str:
         """'lr 0.001' (or the LR's own label)."""
         key = self.panels[panel]["lr_key"]
         return "lr n/a" if key == "n/a" else f"lr {key}"
 
+    def panel_cells(self, panel: int) -> pd.DataFrame:
+        """The cells of one LR."""
+        return self.memo(("panel", panel), lambda: self.cells[self.cells["panel"] == panel])
+
     def region(self, panel: int) -> list[int]:
         """Batch sizes in the panel's failure region (posterior >= `REGION`), run there."""
+        return self.memo(("region", panel), lambda: self._region(panel))
+
+    def _region(self, panel: int) -> list[int]:
         li = self.post.panels.index(panel)
-        ran = set(self.cells.loc[self.cells["panel"] == panel, "batch_size"])
+        ran = set(self.panel_cells(panel)["batch_size"])
         return [
             b
             for b, p in zip(self.post.batches, self.post.bad_from[li], strict=True)
@@ -62,9 +75,10 @@ class GroupContext:
 
     def row(self, unit_value) -> pd.DataFrame:
         """The cells of one seed."""
-        if unit_value not in self._rows:
-            self._rows[unit_value] = self.cells[self.cells[self.unit] == unit_value]
-        return self._rows[unit_value]
+        return self.memo(("row", unit_value), lambda: self._rows()[unit_value])
+
+    def _rows(self) -> dict:
+        return self.memo("rows", lambda: dict(tuple(self.cells.groupby(self.unit, sort=False))))
 
     def seed_state(self, unit_value) -> np.ndarray:
         """P(bad everywhere), P(bad from a batch size up), P(healthy) of one seed."""
@@ -72,12 +86,20 @@ class GroupContext:
 
     def outside_regions(self) -> pd.DataFrame:
         """Cells whose batch size is not in its LR's failure region."""
-        bad = {(p, b) for p in self.panels for b in self.region(p)}
-        keys = list(zip(self.cells["panel"], self.cells["batch_size"], strict=True))
-        return self.cells[[k not in bad for k in keys]]
+        return self.memo("outside", self._outside)
+
+    def _outside(self) -> pd.DataFrame:
+        bad = pd.MultiIndex.from_tuples(
+            [(p, b) for p in self.panels for b in self.region(p)], names=["panel", "batch_size"]
+        )
+        keys = pd.MultiIndex.from_frame(self.cells[["panel", "batch_size"]])
+        return self.cells[~keys.isin(bad)]
 
     def good_seeds(self) -> list:
         """Seeds the model calls healthy that never failed outside the failure regions."""
+        return list(self.memo("good", self._good))
+
+    def _good(self) -> list:
         totals = self.outside_regions().groupby(self.unit, sort=False)["k"].sum()
         healthy = {
             u for u, s in zip(self.post.units, self.post.seed_state, strict=True) if s[2] >= DECIDE
@@ -119,20 +141,23 @@ def build_contexts(cells: pd.DataFrame, posts: dict, panels: pd.DataFrame, unit:
 
 
 def _counts(frame: pd.DataFrame) -> str:
-    n, k = int(frame["n"].sum()), int(frame["k"].sum())
+    return _nk(int(frame["n"].sum()), int(frame["k"].sum()))
+
+
+def _nk(n: int, k: int) -> str:
     return f"{k} of {n} run{'s' if n != 1 else ''}"
 
 
 def _row_parts(ctx: GroupContext, unit_value) -> list[str]:
     """Per LR: where one seed failed and where it succeeded."""
     parts = []
-    row = ctx.row(unit_value)
-    for panel in ctx.panel_order():
-        here = row[row["panel"] == panel]
-        if here.empty:
+    si = ctx.post.units.index(unit_value)
+    batches = np.asarray(ctx.post.batches)
+    for li, panel in enumerate(ctx.panel_order()):
+        n, k = ctx.post.n[si, li], ctx.post.k[si, li]
+        if not n.any():
             continue
-        failed = list(here.loc[here["k"] > 0, "batch_size"])
-        fine = list(here.loc[here["k"] < here["n"], "batch_size"])
+        failed, fine = batches[k > 0].tolist(), batches[k < n].tolist()
         text = ctx.lr_name(panel)
         if failed:
             text += f" failed at {batches_phrase(failed)}"
@@ -158,16 +183,28 @@ def _state_sentence(ctx: GroupContext, unit_value) -> str:
     )
 
 
-def _others_sentence(ctx: GroupContext, unit_value, where: pd.DataFrame) -> str | None:
-    """The other seeds against this one, at cells outside every failure region."""
-    mine = where[where[ctx.unit] == unit_value]
-    if mine.empty:
+def _region_mask(ctx: GroupContext) -> np.ndarray:
+    """(LRs, batches): cells in their LR's failure region."""
+
+    def compute():
+        mask = np.zeros(ctx.post.n.shape[1:], bool)
+        for li, panel in enumerate(ctx.panel_order()):
+            mask[li] = np.isin(ctx.post.batches, ctx.region(panel))
+        return mask
+
+    return ctx.memo("region_mask", compute)
+
+
+def _others_sentence(ctx: GroupContext, unit_value) -> str | None:
+    """The other seeds against this one, at its cells outside every failure region."""
+    si = ctx.post.units.index(unit_value)
+    n, k = ctx.post.n, ctx.post.k
+    cells = (n[si] > 0) & ~_region_mask(ctx)
+    if not cells.any():
         return None
-    cells = set(zip(mine["panel"], mine["batch_size"], strict=True))
-    keys = zip(where["panel"], where["batch_size"], strict=True)
-    same = np.fromiter((k in cells for k in keys), bool, len(where))
-    others = where[same & (where[ctx.unit] != unit_value).to_numpy()]
-    if others.empty:
+    mine_n, mine_k = int(n[si][cells].sum()), int(k[si][cells].sum())
+    all_n, all_k = int(n[:, cells].sum()), int(k[:, cells].sum())
+    if all_n == mine_n:
         return f"No other {ctx.word} was run where {ctx.word} {unit_value} ran."
     where_text = (
         f"outside batch sizes that fail for every {ctx.word}"
@@ -176,18 +213,19 @@ def _others_sentence(ctx: GroupContext, unit_value, where: pd.DataFrame) -> str 
     )
     return (
         f"{where_text[0].upper()}{where_text[1:]}: {ctx.word} {unit_value} failed in "
-        f"{_counts(mine)}, the other {ctx.word}s in {_counts(others)}."
+        f"{_nk(mine_n, mine_k)}, the other {ctx.word}s in {_nk(all_n - mine_n, all_k - mine_k)}."
     )
 
 
 def _init_evidence(ctx: GroupContext, unit_value, probs) -> list[str]:
-    row = ctx.row(unit_value)
+    si = ctx.post.units.index(unit_value)
+    total = _nk(int(ctx.post.n[si].sum()), int(ctx.post.k[si].sum()))
     out = [
-        f"{ctx.word.capitalize()} {unit_value}{_where(ctx)} failed in {_counts(row)}: "
+        f"{ctx.word.capitalize()} {unit_value}{_where(ctx)} failed in {total}: "
         + "; ".join(_row_parts(ctx, unit_value))
         + "."
     ]
-    other = _others_sentence(ctx, unit_value, ctx.outside_regions())
+    other = _others_sentence(ctx, unit_value)
     if other:
         out.append(other)
     out.append(_state_sentence(ctx, unit_value))
@@ -195,12 +233,12 @@ def _init_evidence(ctx: GroupContext, unit_value, probs) -> list[str]:
 
 
 def _both_evidence(ctx: GroupContext, unit_value, probs) -> list[str]:
-    out = _init_evidence(ctx, unit_value, probs)[:2]
-    row = ctx.row(unit_value)
+    out = _init_evidence(ctx, unit_value, probs)[:-1]
+    ran = ctx.post.n[ctx.post.units.index(unit_value)].any(axis=1)
     regions = [
         f"{batches_phrase(ctx.region(p))} at {ctx.lr_name(p)}"
-        for p in ctx.panel_order()
-        if ctx.region(p) and not row[row["panel"] == p].empty
+        for p, here in zip(ctx.panel_order(), ran, strict=True)
+        if here and ctx.region(p)
     ]
     if regions:
         out.append(f"Batch sizes that fail for every {ctx.word}: " + "; ".join(regions) + ".")
@@ -209,7 +247,7 @@ def _both_evidence(ctx: GroupContext, unit_value, probs) -> list[str]:
 
 
 def _panel_region_sentence(ctx: GroupContext, panel: int) -> str:
-    cells = ctx.cells[ctx.cells["panel"] == panel]
+    cells = ctx.panel_cells(panel)
     region = ctx.region(panel)
     name = ctx.lr_name(panel)
     if not region:
@@ -251,7 +289,7 @@ def best_other(ctx: GroupContext, panel: int) -> int | None:
 
 
 def _lr_evidence(ctx: GroupContext, panel: int, probs) -> list[str]:
-    cells = ctx.cells[ctx.cells["panel"] == panel]
+    cells = ctx.panel_cells(panel)
     out = [
         f"At {ctx.lr_name(panel)}{_where(ctx)}, {_counts(cells)} failed, at every batch size "
         f"({batches_phrase(cells['batch_size'].unique())})."
@@ -267,7 +305,7 @@ def _lr_evidence(ctx: GroupContext, panel: int, probs) -> list[str]:
 
 
 def _inconclusive_evidence(ctx: GroupContext, panel: int, reason: str, guess, probs) -> list[str]:
-    cells = ctx.cells[ctx.cells["panel"] == panel]
+    cells = ctx.panel_cells(panel)
     if reason == "shared":
         return [
             f"{_counts(cells)} at {ctx.lr_name(panel)}{_where(ctx)} failed, at every batch size, "

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from analysis._fmt import batches_phrase, fmt_num, values_phrase
 from analysis.evidence import WORKING_SHARE, GroupContext, best_other, seeds_phrase
 
@@ -73,14 +75,14 @@ def describe_batches(batches) -> str:
 
 def working_batches(ctx: GroupContext, panel: int) -> list[int]:
     """Batch sizes at a panel outside its failure region where at most 25% of runs failed."""
-    cells = ctx.cells[ctx.cells["panel"] == panel]
-    by_batch = cells.groupby("batch_size")[["n", "k"]].sum()
+    return list(ctx.memo(("working", panel), lambda: _working(ctx, panel)))
+
+
+def _working(ctx: GroupContext, panel: int) -> list[int]:
+    by_batch = ctx.panel_cells(panel).groupby("batch_size")[["n", "k"]].sum()
     region = set(ctx.region(panel))
-    return [
-        int(b)
-        for b, row in by_batch.iterrows()
-        if b not in region and row["k"] <= WORKING_SHARE * row["n"]
-    ]
+    ok = by_batch["k"] <= WORKING_SHARE * by_batch["n"]
+    return [int(b) for b in by_batch.index[ok.to_numpy()] if b not in region]
 
 
 def _init_fix(ctx: GroupContext, separated: bool) -> Fix:
@@ -123,14 +125,12 @@ def _batch_fix(ctx: GroupContext, panel: int, lrs: tuple[float, float]) -> Fix:
 
 
 def _both_fix(ctx: GroupContext, unit_value) -> Fix:
-    row = ctx.row(unit_value)
-    failed = row.loc[row["k"] > 0, "batch_size"]
+    si = ctx.post.units.index(unit_value)
+    n, k = ctx.post.n[si].sum(axis=0), ctx.post.k[si].sum(axis=0)  # per batch, every LR
+    batches = np.asarray(ctx.post.batches)
+    failed = batches[k > 0]
     first_fail = int(failed.min()) if len(failed) else None
-    own = sorted(
-        int(b)
-        for b in row.loc[row["k"] == 0, "batch_size"].unique()
-        if first_fail is None or b < first_fail
-    )
+    own = [int(b) for b in batches[(n > 0) & (k == 0)] if first_fail is None or b < first_fail]
     good = ctx.good_seeds()
     limits = [
         f"{describe_batches(working_batches(ctx, p))} at {ctx.lr_name(p)}"

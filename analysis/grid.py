@@ -44,8 +44,8 @@ def add_panels(df: pd.DataFrame) -> pd.DataFrame:
         .drop_duplicates()
         .sort_values(["g", "lr", "k"])
     )
-    ids = {(g, k): i for i, (g, k) in enumerate(zip(order["g"], order["k"], strict=False))}
-    out["panel"] = [ids[(g, k)] for g, k in zip(out["group_key"], out["lr_key"], strict=False)]
+    ids = pd.MultiIndex.from_arrays([order["g"], order["k"]])
+    out["panel"] = ids.get_indexer(pd.MultiIndex.from_arrays([out["group_key"], out["lr_key"]]))
     lr_text = np.where(out["lr_key"] == "n/a", "lr n/a", "lr " + out["lr_key"])
     out["panel_label"] = np.where(
         out["group_key"] == "", lr_text, lr_text + ", " + out["group_key"]

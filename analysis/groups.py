@@ -16,6 +16,8 @@ from analysis._fmt import batches_phrase, values_phrase
 from analysis.evidence import GroupContext, group_evidence
 from analysis.fixes import Fix, group_fix, working_batches
 
+_JSON_SEEDS = 32  # known-good seeds a group lists in triage.json (all of them: "known_good")
+
 __all__ = [
     "FailureGroup",
     "KnownGood",
@@ -72,7 +74,7 @@ class FailureGroup:
             "failures": len(self.trials),
             "confidence": {"min": self.confidence[0], "max": self.confidence[1]},
             "evidence": self.evidence,
-            "fix": self.fix.__dict__,
+            "fix": {**self.fix.__dict__, "known_good": self.fix.known_good[:_JSON_SEEDS]},
             "followup": self.followup,
             "trials": self.trials,
         }
@@ -204,7 +206,7 @@ def known_good(contexts: dict) -> list[KnownGood]:
         ctx = contexts[key]
         seeds = ctx.good_seeds()
         for panel in ctx.panel_order():
-            cells = ctx.cells[ctx.cells["panel"] == panel]
+            cells = ctx.panel_cells(panel)
             worked = working_batches(ctx, panel)
             runs = cells[cells["batch_size"].isin(worked)]
             out.append(

@@ -228,23 +228,23 @@ def _tables(grid: _Grid) -> np.ndarray:
     return np.concatenate([k, f], axis=-1)
 
 
-def _evidence(tab, configs, rates, seed_lp):
-    """Per share, rate combination and configuration: the log evidence (H, R, K) and each
-    seed's log posterior over its thresholds (H, R, K, S, U)."""
+def _evidence(tab, configs, rates, seed_lp, posterior: bool = True):
+    """Per share, rate combination and configuration: the log evidence (H, R, K) and, when
+    asked, each seed's log posterior over its thresholds (H, R, K, S, U)."""
     L = configs.shape[1]
     counts = tab[:, 0][:, :, configs[:, 0], :]  # (S, U, K, 8)
     for li in range(1, L):
         counts = counts + tab[:, li][:, :, configs[:, li], :]
     with np.errstate(divide="ignore"):
         weights = np.concatenate([np.log(rates), np.log1p(-rates)], axis=1)  # (R, 8)
-    loglik = np.einsum("sukc,rc->rksu", counts, weights)  # (R, K, S, U)
+    loglik = (counts @ weights.T).transpose(3, 2, 0, 1)  # (R, K, S, U)
     joint = loglik[None] + seed_lp[:, None, None, :, :]  # (H, R, K, S, U)
     per_seed = logsumexp(joint, axis=4)  # (H, R, K, S)
-    return per_seed.sum(axis=3), joint - per_seed[..., None]
+    return per_seed.sum(axis=3), (joint - per_seed[..., None]) if posterior else None
 
 
 def _score(tab, configs, rates, seed_lp, rate_lp, cfg_lp) -> np.ndarray:
-    ev, _ = _evidence(tab, configs, rates, seed_lp)
+    ev, _ = _evidence(tab, configs, rates, seed_lp, posterior=False)
     return logsumexp((ev + rate_lp[:, :, None]).reshape(-1, len(configs)), axis=0) + cfg_lp
 
 
@@ -338,7 +338,7 @@ def fit_group(n: np.ndarray, k: np.ndarray, priors: Priors = PRIORS) -> dict:
     tab = _tables(grid)
     base = _lr_base(grid, priors)
     if n.sum() > _PRUNE_RUNS:  # drop rate combinations the data rule out before searching
-        ev, _ = _evidence(tab, _start_config(grid)[None], rates, seed_lp)
+        ev, _ = _evidence(tab, _start_config(grid)[None], rates, seed_lp, posterior=False)
         fit = logsumexp(ev[:, :, 0] + rate_lp, axis=0)
         keep = fit >= fit.max() - _PRUNE
         rates, rate_lp = rates[keep], rate_lp[:, keep]
@@ -360,8 +360,11 @@ def fit_group(n: np.ndarray, k: np.ndarray, priors: Priors = PRIORS) -> dict:
     first = np.zeros((S, m + 1), bool)
     first[np.arange(S), grid.seed_first] = True
     for li in range(L):
-        onehot = cats[li][..., None] == np.arange(len(CATEGORIES))  # (K, U, m, C)
-        per_u = np.einsum("ksu,kujc->sujc", mix, onehot.astype(float))
+        onehot = (cats[li][..., None] == np.arange(len(CATEGORIES))).astype(float)  # (K,U,m,C)
+        per_u = np.stack(  # sum over K, one matrix product per seed state
+            [mix[:, :, u].T @ onehot[:, u].reshape(len(configs), -1) for u in range(m + 1)],
+            axis=1,
+        ).reshape(S, m + 1, m, len(CATEGORIES))
         cells[:, li] = per_u.sum(axis=1)
         init = (per_u[:, :, :, FRAGILE] * first[:, :, None]).sum(axis=1)
         cells[:, li, :, INIT] = init

@@ -202,6 +202,8 @@ def _check_required(df: pd.DataFrame) -> None:
 
 def _seed_labels(values: pd.Series) -> pd.Series:
     """Whole numbers as Python ints (any size: a seed is a label), anything else as text."""
+    if pd.api.types.is_integer_dtype(values.dtype) and not values.isna().any():
+        return pd.Series(values.tolist(), index=values.index, dtype=object)  # the usual case
     present = values.notna()
     text = values.astype("string").str.strip()
     present &= text.notna() & (text != "")
@@ -231,7 +233,7 @@ def _seeds(df: pd.DataFrame) -> None:
         )
     # Seeds that are all whole numbers stay ints (sorted numerically); otherwise all strings.
     for name in ("seed", "init_seed", "data_seed"):
-        if not all(isinstance(v, (int, np.integer)) for v in df[name]):
+        if pd.api.types.infer_dtype(df[name], skipna=False) != "integer":
             df[name] = df[name].astype(str)
 
 
@@ -407,7 +409,8 @@ def _lr_keys(df: pd.DataFrame, groups: list[str], lr_known: bool) -> str:
             best, best_count, best_vals = rule, count, (g, d)
     g, d = best_vals
     same = np.isclose(g, d, rtol=1e-9, atol=0)
-    label = np.where(same, g.map(_fmt_lr), "g " + g.map(_fmt_lr) + " / d " + d.map(_fmt_lr))
+    g_text, d_text = _lr_text(g), _lr_text(d)
+    label = np.where(same, g_text, "g " + g_text + " / d " + d_text)
     suffix = "" if best == "none" else f" at batch {int(ref)} ({best} scaling)"
     df["lr_key"] = pd.Series(label, index=df.index).astype(str) + suffix
     return best
@@ -418,6 +421,11 @@ def _round_sig(x: pd.Series, digits: int = 6) -> pd.Series:
     mag = np.floor(np.log10(np.abs(x.where(x != 0, 1.0))))
     scale = 10.0 ** (digits - 1 - mag)
     return np.round(x * scale) / scale
+
+
+def _lr_text(values: pd.Series) -> pd.Series:
+    """`_fmt_lr` of every value, formatting each distinct value once."""
+    return values.map({v: _fmt_lr(v) for v in values.unique()})
 
 
 def _fmt_lr(x: float) -> str:

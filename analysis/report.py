@@ -11,22 +11,24 @@ from pathlib import Path
 import pandas as pd
 
 from analysis._fmt import fmt_num
+from analysis._sweepfile import render_sweep_file, yaml_loader
 from analysis.errors import AnalysisInputError
 from analysis.evidence import UNIT_WORDS
-from analysis.followup import render_sweep_file, yaml_loader
 from analysis.load import load_epochs
-from analysis.plots import heatmap_png, loss_curves_png, outcome_matrix
+from analysis.plots import heatmap_png, loss_curves_png, outcome_matrix, table_rows
 from analysis.triage import TriageResult
 
 __all__ = ["write_report", "experiment_log", "ReportData", "prepare_report", "triage_to_report"]
 
 _MAX_IMAGE_BYTES = 3_000_000
-_CURVES_MAX = 40  # failures that get loss curves and samples (the first, in table order)
+_CURVES_MAX = 40  # failure groups whose first trial gets loss curves and samples
+_TABLE_ROWS = 60  # seeds a heatmap table lists (the image shows them all)
 
 
 @dataclass
 class PanelView:
-    """One panel's outcome grid (seed x batch size at one LR) as numbers."""
+    """One panel's outcome grid (seed x batch size at one LR) as numbers, for the tables:
+    every seed, or at most `_TABLE_ROWS` of those with a failure (``hidden_rows`` left out)."""
 
     label: str
     lr_key: str
@@ -34,6 +36,7 @@ class PanelView:
     share: pd.DataFrame
     marks: pd.DataFrame
     failures: int
+    hidden_rows: int = 0
 
 
 @dataclass
@@ -156,11 +159,23 @@ def _heatmap_views(result: TriageResult, max_panels: int) -> tuple[list, int]:
         members = panels[panels["group"] == group]
         if shown + len(members) > max_panels and views:
             break
-        items = []
+        items, figure = [], []
+        by_panel = dict(tuple(live[live["panel"].isin(members.index)].groupby("panel")))
         for panel, row in members.iterrows():
-            share, marks = outcome_matrix(live[live["panel"] == panel], unit)
-            items.append(PanelView(row["label"], row["lr"], word, share, marks, int(row["fails"])))
-        figure = [(f"lr {p.lr_key}", p.share, p.marks) for p in items]
+            share, marks = outcome_matrix(by_panel[panel], unit)
+            figure.append((f"lr {row['lr']}", share, marks))
+            rows = table_rows(share, _TABLE_ROWS)
+            items.append(
+                PanelView(
+                    row["label"],
+                    row["lr"],
+                    word,
+                    share.loc[rows],
+                    marks.loc[rows],
+                    int(row["fails"]),
+                    len(share) - len(rows),
+                )
+            )
         views.append(GroupView(group, heatmap_png(figure, group, word), items))
         shown += len(items)
     return views, len(panels) - shown
@@ -206,7 +221,7 @@ def prepare_report(
     sweep_dir=None,
     *,
     max_groups: int = 200,
-    max_panels: int = 24,
+    max_panels: int = 12,
     max_log_rows: int = 2000,
 ) -> ReportData:
     """Gather figures, curves and samples for the renderers.

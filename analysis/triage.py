@@ -88,21 +88,32 @@ class Diagnosis:
     onset_epoch: float | None = None
 
     def to_dict(self) -> dict:
-        """JSON-ready dict, without the group's shared evidence and fix."""
-        return _jsonable(
-            {
-                "trial_id": self.trial_id,
-                "params": self.params,
-                "failure_mode": self.failure_mode,
-                "cause": self.cause,
-                "confidence": self.confidence,
-                "best_guess": self.best_guess,
-                "seed_stream": self.seed_stream,
-                "probabilities": {k: v for k, v in self.probabilities.items() if v >= 0.001},
-                "group": self.group,
-                "onset_epoch": self.onset_epoch,
-            }
-        )
+        """JSON-ready dict, compact: the group holds the shared evidence and fix; seeds equal to
+        ``seed``, a best guess equal to the cause, probabilities under 0.001 (all of them when
+        only the cause's is left) and unknown fields are left out."""
+        params = {
+            k: v
+            for k, v in self.params.items()
+            if k not in ("init_seed", "data_seed") or v != self.params["seed"]
+        }
+        out = {
+            "trial_id": self.trial_id,
+            "params": _jsonable(params),
+            "failure_mode": self.failure_mode,
+            "cause": self.cause,
+            "confidence": self.confidence,
+            "group": self.group,
+        }
+        if self.cause == "inconclusive":
+            out["best_guess"] = self.best_guess
+        probs = {k: v for k, v in self.probabilities.items() if v >= 0.001}
+        if len(probs) > 1:  # else the confidence says it all
+            out["probabilities"] = probs
+        if self.seed_stream:
+            out["seed_stream"] = self.seed_stream
+        if self.onset_epoch is not None:
+            out["onset_epoch"] = self.onset_epoch
+        return out
 
 
 @dataclass(frozen=True)
@@ -200,7 +211,7 @@ class TriageResult:
                 "known_good": [asdict(k) for k in self.known_good],
                 "followups": [p.to_dict() for p in self.followups],
                 "groups": [g.to_dict() for g in self.groups],
-                "failures": [d.to_dict() for d in self.diagnoses],
+                "failures": _Raw([d.to_dict() for d in self.diagnoses]),
                 "findings": {
                     "failure_rate": {k: v.to_dict("records") for k, v in f.by_factor.items()},
                     "batch_trend": {
@@ -229,7 +240,13 @@ class TriageResult:
         return out.rename(columns={"excluded_reason": "reason"}).to_dict("records")
 
 
+class _Raw(list):
+    """Already JSON-ready: `_jsonable` passes it through (a 100k-trial sweep's failures)."""
+
+
 def _jsonable(obj):
+    if isinstance(obj, _Raw):
+        return obj
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -252,11 +269,12 @@ def _separated(live: pd.DataFrame) -> bool:
     return n_init > 1 and n_data > 1 and len(pairs) > max(n_init, n_data)
 
 
-def _stream(frame: pd.DataFrame, separated: bool) -> np.ndarray:
+def _stream(frame: pd.DataFrame, separated: bool) -> pd.Series:
     seedish = frame["best_guess"].isin(["init", "both"])
-    if not separated:
-        return np.where(seedish, "seed", None)
-    return np.where(seedish, np.where(frame["ctx_unit"] == "init_seed", "init", "data"), None)
+    names = np.where(frame["ctx_unit"] == "init_seed", "init", "data") if separated else "seed"
+    return pd.Series(np.where(seedish, names, ""), index=frame.index, dtype=object).replace(
+        "", None
+    )
 
 
 def _params(t: dict, groups: list[str]) -> dict:
@@ -278,14 +296,22 @@ def _params(t: dict, groups: list[str]) -> dict:
 
 def _diagnoses(frame: pd.DataFrame, groups: list[FailureGroup], names: list[str]) -> list:
     by_index = {g.index: g for g in groups}
+    probs = frame[[f"prob_{k}" for k in _PROB_KEYS]].to_numpy().round(4).tolist()
+    onset = (
+        frame["onset_epoch"].astype(float).tolist()
+        if "onset_epoch" in frame
+        else [math.nan] * len(frame)
+    )
     cols = ["trial_id", "failure_mode", "cause", "confidence", "best_guess", "seed_stream"]
-    cols += ["group", "panel_label", "onset_epoch", "seed", "init_seed", "data_seed"]
-    cols += ["batch_size", "g_lr", "d_lr", *names, *[f"prob_{k}" for k in _PROB_KEYS]]
+    cols += ["group", "panel_label", "seed", "init_seed", "data_seed", "batch_size", "g_lr"]
+    cols += ["d_lr", *names]
+    columns = {c: frame[c].tolist() for c in cols}
     out = []
-    for t in frame.reindex(columns=cols).to_dict("records"):
+    for i in range(len(frame)):
+        t = {c: v[i] for c, v in columns.items()}
         g = by_index[t["group"]]
-        onset = t.get("onset_epoch")
         conf = float(t["confidence"])
+        label = "none" if t["cause"] == "inconclusive" else causes.confidence_label(conf)
         out.append(
             Diagnosis(
                 trial_id=str(t["trial_id"]),
@@ -293,19 +319,15 @@ def _diagnoses(frame: pd.DataFrame, groups: list[FailureGroup], names: list[str]
                 failure_mode=str(t["failure_mode"]),
                 cause=t["cause"],
                 confidence=round(conf, 4),
-                confidence_label="none"
-                if t["cause"] == "inconclusive"
-                else causes.confidence_label(conf),
+                confidence_label=label,
                 best_guess=t["best_guess"],
                 seed_stream=t["seed_stream"],
-                probabilities={k: round(float(t[f"prob_{k}"]), 4) for k in _PROB_KEYS},
+                probabilities=dict(zip(_PROB_KEYS, probs[i], strict=True)),
                 group=g.index,
                 evidence=g.evidence,
                 fix=g.fix,
                 panel=str(t["panel_label"]),
-                onset_epoch=float(onset)
-                if isinstance(onset, (int, float)) and math.isfinite(onset)
-                else None,
+                onset_epoch=onset[i] if math.isfinite(onset[i]) else None,
             )
         )
     return out
@@ -356,7 +378,10 @@ def triage(
     frame = frame.join(causes.decide(frame))
     frame = frame.join(live.loc[frame.index, [c for c in (*_INFO, *names) if c in live]])
     frame = frame.rename(columns={"verdict": "failure_mode"})
-    frame["unit"] = [live.at[i, u] for i, u in zip(frame.index, frame["ctx_unit"], strict=True)]
+    frame["unit"] = live.loc[frame.index, units[0]].astype(object)
+    if len(units) > 1:
+        other = frame["ctx_unit"] == units[1]
+        frame.loc[other, "unit"] = live.loc[frame.index[other], units[1]].astype(object)
     frame["seed_stream"] = _stream(frame, separated)
     groups, frame["group"] = group_failures(frame, contexts, separated)
     plans, owner = plan_followups(

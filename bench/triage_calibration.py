@@ -29,7 +29,9 @@ Run: ``nice python bench/triage_calibration.py [--grids N] [--seed S]``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import multiprocessing
 import sys
 import time
 from dataclasses import dataclass
@@ -143,48 +145,44 @@ def true_cause(truth: Truth, seed: int, lr_i: int, j: int) -> str:
 
 def draw_table(rng: np.random.Generator, mechanism: str) -> tuple[pd.DataFrame, Truth, Design]:
     """One simulated sweep: a results table with each trial's true cause."""
-    d = draw_design(rng, mechanism)
-    truth = draw_truth(rng, mechanism, d)
-    rows = []
-    for s in range(d.seeds):
-        for li, lr in enumerate(d.lrs):
-            for j, b in enumerate(d.batches):
-                if d.missing and rng.random() < d.missing:
-                    continue
-                cause = true_cause(truth, s, li, j)
-                rate = _rate(truth, s, li, j)
-                for r in range(d.repeats):
-                    failed = bool(rng.random() < rate)
-                    rows.append(
-                        {
-                            "trial_id": f"s{s}-lr{li}-b{b}-r{r}",
-                            "seed": s,
-                            "batch_size": b,
-                            "lr": float(lr),
-                            "failed": failed,
-                            "true_cause": cause if failed else None,
-                        }
-                    )
-    table = pd.DataFrame(rows)
-    if table.empty or not table["failed"].any() or table["failed"].all() and len(table) == 1:
-        return draw_table(rng, mechanism)
-    return table, truth, d
+    while True:
+        d = draw_design(rng, mechanism)
+        truth = draw_truth(rng, mechanism, d)
+        rows = []
+        for s in range(d.seeds):
+            for li, lr in enumerate(d.lrs):
+                for j, b in enumerate(d.batches):
+                    if d.missing and rng.random() < d.missing:
+                        continue
+                    for r in range(d.repeats):
+                        rows.append(_run(rng, truth, f"s{s}-lr{li}-b{b}-r{r}", s, li, j, lr, b))
+        table = pd.DataFrame(rows)
+        if len(table) and table["failed"].any():
+            return table, truth, d
 
 
-def _rate(truth: Truth, s: int, li: int, j: int) -> float:
-    u = truth.seed_from.get(s)
+def _run(rng, truth: Truth, trial_id: str, seed, li, j, lr, batch) -> dict:
+    """One simulated run; ``li`` or ``j`` None for an LR or batch size outside the truth's
+    regions (a new, lower LR of a follow-up), ``seed`` not in the truth for a new seed."""
+    u = truth.seed_from.get(seed)
     t = truth.lr_from.get(li)
-    mech = 0.0
-    if u is not None and j >= u:
-        mech = truth.q_seed
-    if t is not None and j >= t:
+    mech = truth.q_seed if u is not None and j is not None and j >= u else 0.0
+    if t is not None and j is not None and j >= t:
         mech = 1 - (1 - mech) * (1 - truth.q_batch)
-    return 1 - (1 - truth.p0) * (1 - mech)
+    failed = bool(rng.random() < 1 - (1 - truth.p0) * (1 - mech))
+    cause = true_cause(truth, seed, li, j) if li is not None and j is not None else "chance"
+    return {
+        "trial_id": trial_id,
+        "seed": seed,
+        "batch_size": int(batch),
+        "lr": float(lr),
+        "failed": failed,
+        "true_cause": cause if failed else None,
+    }
 
 
-def judge(table: pd.DataFrame) -> pd.DataFrame:
-    """Triage one table with the real code: per failure, stated cause and confidence."""
-    result = triage(table)
+def judge(result, table: pd.DataFrame) -> pd.DataFrame:
+    """Per failure: the stated cause and confidence against the truth."""
     truth = table.set_index("trial_id")["true_cause"]
     return pd.DataFrame(
         {
@@ -197,21 +195,108 @@ def judge(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def simulate(n_grids: int, seed: int = 0, mechanisms=MECHANISMS) -> pd.DataFrame:
-    """Triage ``n_grids`` simulated sweeps; one row per failure with truth and verdict."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    for i in range(n_grids):
-        mechanism = mechanisms[i % len(mechanisms)]
-        table, truth, d = draw_table(rng, mechanism)
-        out = judge(table)
-        out["grid"] = i
-        out["mechanism"] = mechanism
-        out["seeds"] = d.seeds
-        out["batches"] = len(d.batches)
-        out["lrs"] = len(d.lrs)
-        frames.append(out)
-    return pd.concat(frames, ignore_index=True)
+def _followup_runs(rng, plan, truth: Truth, d: Design) -> list[dict]:
+    """The follow-up's new runs, drawn from the true mechanism (new seeds are healthy)."""
+    grid = plan.grid
+    keys = list(grid)
+    rows = []
+    for k, values in enumerate(itertools.product(*grid.values())):
+        point = dict(zip(keys, values, strict=True))
+        seed = point.get("seed", point.get("init_seed"))
+        lr = point.get("lr", d.lrs[0])
+        li = d.lrs.index(lr) if lr in d.lrs else None
+        j = d.batches.index(point["batch_size"]) if point["batch_size"] in d.batches else None
+        run = _run(rng, truth, f"f{plan.index}-{k}", seed, li, j, lr, point["batch_size"])
+        if "data_seed" in point:
+            run.update(init_seed=seed, data_seed=point["data_seed"])
+        rows.append(run)
+    return rows
+
+
+def followup_check(rng, result, table: pd.DataFrame, truth: Truth, d: Design) -> pd.DataFrame:
+    """Run every follow-up in simulation and triage old plus new results together.
+
+    Returns:
+        One row per failure a follow-up was meant to decide whose true cause is the one the
+        follow-up tests: ``reached`` when the new triage gives that cause (the init seed
+        stream, for a streams follow-up) at least the probability the follow-up promised (its
+        target, or less when it says it cannot reach the target); ``promised`` whether it
+        promised the target.
+    """
+    if not result.followups:
+        return pd.DataFrame()
+    new = [r for p in result.followups for r in _followup_runs(rng, p, truth, d)]
+    combined = pd.concat([table, pd.DataFrame(new)], ignore_index=True)
+    for col in ("init_seed", "data_seed"):
+        if col in combined:
+            combined[col] = combined[col].fillna(combined["seed"]).astype(int)
+    after = {x.trial_id: x for x in triage(combined).diagnoses}
+    before = {x.trial_id: x for x in result.diagnoses}
+    known = table.set_index("trial_id")["true_cause"].replace("shared", "lr")
+    rows = []
+    for plan in result.followups:
+        group_of = {t: g for g in plan.groups for t in _trials_of(result, g)}
+        for trial in plan.decides:
+            hypothesis = {"lr": "lr", "streams": "init"}.get(plan.purpose)
+            hypothesis = hypothesis or before[trial].best_guess
+            if known[trial] != hypothesis:
+                continue
+            new = after[trial]
+            reached = plan.reached[group_of[trial]]
+            promised = min(plan.target, reached)  # what the follow-up says it reaches
+            prob = new.probabilities[hypothesis]
+            if plan.purpose == "streams":  # the init stream: init or both, laid out by init
+                prob = (new.probabilities["init"] + new.probabilities["both"]) * (
+                    new.seed_stream == "init"
+                )
+            ok = prob >= promised
+            rows.append(
+                {
+                    "purpose": plan.purpose,
+                    "hypothesis": hypothesis,
+                    "runs": plan.runs,
+                    "promised": reached >= plan.target,
+                    "before": before[trial].confidence,
+                    "after": prob,
+                    "reached": ok,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _trials_of(result, index: int) -> list:
+    return result.groups[index - 1].trials
+
+
+def _one(args) -> tuple[pd.DataFrame, pd.DataFrame]:
+    seed, i, mechanism, followups = args
+    rng = np.random.default_rng([seed, i])
+    table, truth, d = draw_table(rng, mechanism)
+    result = triage(table)
+    out = judge(result, table).assign(
+        grid=i, mechanism=mechanism, seeds=d.seeds, batches=len(d.batches), lrs=len(d.lrs)
+    )
+    fu = followup_check(rng, result, table, truth, d) if followups else pd.DataFrame()
+    return out, fu.assign(grid=i, mechanism=mechanism) if len(fu) else fu
+
+
+def simulate(
+    n_grids: int, seed: int = 0, workers: int = 2, followups: bool = True, mechanisms=MECHANISMS
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Triage ``n_grids`` simulated sweeps (grid i is the same whatever the worker count).
+
+    Returns:
+        One row per failure with truth and verdict; one row per follow-up check.
+    """
+    tasks = [(seed, i, mechanisms[i % len(mechanisms)], followups) for i in range(n_grids)]
+    if workers > 1:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            parts = pool.map(_one, tasks, chunksize=8)
+    else:
+        parts = [_one(t) for t in tasks]
+    rows = pd.concat([p[0] for p in parts], ignore_index=True)
+    checks = [p[1] for p in parts if len(p[1])]
+    return rows, pd.concat(checks, ignore_index=True) if checks else pd.DataFrame()
 
 
 def reliability(rows: pd.DataFrame) -> pd.DataFrame:
@@ -232,8 +317,8 @@ def reliability(rows: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def figures(rows: pd.DataFrame) -> dict:
-    """The benchmark's figures from the per-failure rows of `simulate`."""
+def figures(rows: pd.DataFrame, checks: pd.DataFrame | None = None) -> dict:
+    """The benchmark's figures from the rows and follow-up checks of `simulate`."""
     decided = rows["cause"] != "inconclusive"
     decidable = rows["truth"].isin(CAUSES)
     right = rows["cause"] == rows["truth"]
@@ -263,6 +348,18 @@ def figures(rows: pd.DataFrame) -> dict:
         else 0.0,
         "reliability": rel.to_dict("records"),
         "by_mechanism": by_mech,
+        **_followup_figures(checks),
+    }
+
+
+def _followup_figures(checks: pd.DataFrame | None) -> dict:
+    if checks is None or not len(checks):
+        return {"followup_checked": 0, "followup_reached": float("nan")}
+    by = checks.groupby("purpose")["reached"].agg(["size", "mean"])
+    return {
+        "followup_checked": int(len(checks)),
+        "followup_reached": float(checks["reached"].mean()),
+        "followup_by_purpose": {p: [int(r["size"]), float(r["mean"])] for p, r in by.iterrows()},
     }
 
 
@@ -280,13 +377,14 @@ def symmetry(size: int = 6) -> tuple[float, float]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--grids", type=int, default=2100)
+    parser.add_argument("--grids", type=int, default=1400)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", type=Path, default=Path(__file__).with_suffix(".json"))
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    rows = simulate(args.grids, args.seed)
-    figs = figures(rows)
+    rows, checks = simulate(args.grids, args.seed, args.workers)
+    figs = figures(rows, checks)
     figs["symmetry_init"], figs["symmetry_batch"] = symmetry()
     figs["seconds"] = time.perf_counter() - start
     figs["date"] = time.strftime("%Y-%m-%d")
@@ -301,6 +399,10 @@ def main(argv=None) -> int:
     print(f"calibration_error={figs['calibration_error']:.3f}")
     print(f"noise_confident_share={figs['noise_confident_share']:.4f}")
     print(f"symmetry_init={figs['symmetry_init']:.3f} symmetry_batch={figs['symmetry_batch']:.3f}")
+    print(
+        f"followup_checked={figs['followup_checked']} by_purpose={figs.get('followup_by_purpose')}"
+    )
+    print(f"followup_reached={figs['followup_reached']:.3f}")
     args.json.write_text(json.dumps(figs, indent=2) + "\n")
     return 0
 
