@@ -23,8 +23,8 @@ __all__ = ["CANDIDATES", "Question", "size"]
 
 CANDIDATES = (2, 3, 4, 6, 8, 12, 16, 24, 32)  # new seeds (or data seeds, or seeds reused)
 _PESSIMISM = 0.2  # quantile of a mechanism's failures (chance failures: 1 - this)
-_SIZING_SEEDS = 40  # other seeds kept when a group is refitted to size a follow-up
-_CHECKED = 8  # questions of one file refitted to size it (those furthest from a decision)
+_SIZING_SEEDS = 20  # other seeds kept when a group is refitted to size a follow-up
+_CHECKED = 4  # questions of one file refitted to size it (those furthest from a decision)
 _CLOSE = 0.1  # an unreachable target: the fewest runs within this of the best reachable
 _CATEGORY_OF = {"init": ("init",), "batch": ("batch",), "both": ("fragile", "both"), "lr": ("lr",)}
 
@@ -174,11 +174,12 @@ _GROW = {"seeds": _grow_seeds, "lrs": _grow_lrs, "data": _grow_data}
 def _score(q: Question, count: int, priors: Priors) -> float:
     n, k, units, panels = _restricted(q)
     n, k, units, panels = _GROW[q.kind](q, n, k, units, panels, count)
-    fit = fit_group(n, k, priors)
+    start = q.ctx.post.mode  # the group's own thresholds: the refit's search starts there
+    fit = fit_group(n, k, priors, start)
     causes = ("init", "both") if q.purpose == "streams" else (q.hypothesis,)
     score = _lowest(fit, q, units, panels, causes)
     if q.kind == "data":  # the new runs separate the streams: the layout by seed must win
-        by_data = fit_group(*_data_layout(q, count), priors)
+        by_data = fit_group(*_data_layout(q, count), priors, start)
         gap = by_data["log_evidence"] - fit["log_evidence"]
         score *= 1.0 / (1.0 + math.exp(min(gap, 700.0)))
     return score

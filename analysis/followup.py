@@ -42,6 +42,7 @@ __all__ = ["FollowUp", "plan_followups", "render_sweep_file", "yaml_loader"]
 _MAX_WASTE = 2.0  # a merged grid may hold at most this many times the runs its questions need
 _LOWER_LRS = (1 / 3, 1 / 10)
 _MAX_STREAM_SEEDS = 4
+_MAX_QUESTIONS = 8  # inconclusive groups followed up per reason (most failures first)
 _SEED_KEYS = ("seed", "init_seed", "data_seed")
 
 
@@ -262,9 +263,19 @@ def _few_streams(groups: list) -> list:
     return [g for g in init if g.group == init[0].group][:_MAX_STREAM_SEEDS]
 
 
+def _open(groups: list) -> list:
+    """The inconclusive groups a follow-up can decide, the most failures first: at most
+    `_MAX_QUESTIONS` per reason (a sparse sweep can leave hundreds; the first ones' answers
+    say what the sweep needs)."""
+    out = []
+    for reason in ("weak", "shared"):
+        mine = [g for g in groups if g.cause == "inconclusive" and g.reason == reason]
+        out += sorted(mine, key=lambda g: (-len(g.trials), g.index))[:_MAX_QUESTIONS]
+    return out
+
+
 def _questions(groups, frame: pd.DataFrame, contexts: dict, sweep: _Sweep) -> list[Question]:
-    wanted = {g.index for g in groups if g.cause == "inconclusive" and g.reason != "chance"}
-    wanted |= {g.index for g in _few_streams(groups)}
+    wanted = {g.index for g in _open(groups)} | {g.index for g in _few_streams(groups)}
     by_group = dict(tuple(frame[frame["group"].isin(wanted)].groupby("group", sort=False)))
     out = []
     for g in groups:

@@ -7,6 +7,7 @@ Inconclusive failures are grouped by LR and by why they are inconclusive.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -192,6 +193,11 @@ def with_followup(group: FailureGroup, index: int, text: str) -> FailureGroup:
     return replace(group, fix=fix, followup=index)
 
 
+def _natural(key: str) -> list:
+    """'n_critic=2' before 'n_critic=10'."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", key)]
+
+
 def known_good(contexts: dict) -> list[KnownGood]:
     """Per group and LR: the batch sizes that worked, those that fail, the seeds that never did.
 
@@ -202,7 +208,7 @@ def known_good(contexts: dict) -> list[KnownGood]:
         One `KnownGood` per group and LR, groups in key order, LRs ascending.
     """
     out = []
-    for key in sorted(contexts):
+    for key in sorted(contexts, key=_natural):
         ctx = contexts[key]
         seeds = ctx.good_seeds()
         for panel in ctx.panel_order():

@@ -112,6 +112,7 @@ class GroupPosterior:
         log_evidence: log P(data) under the model (compares layouts by init or data seed).
         n: Runs per cell, shape (seeds, LRs, batches).
         k: Failures per cell.
+        mode: The most probable batch threshold per LR (batch index; len(batches): none).
     """
 
     units: list
@@ -123,6 +124,7 @@ class GroupPosterior:
     log_evidence: float
     n: np.ndarray
     k: np.ndarray
+    mode: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -238,9 +240,15 @@ def _evidence(tab, configs, rates, seed_lp, posterior: bool = True):
     with np.errstate(divide="ignore"):
         weights = np.concatenate([np.log(rates), np.log1p(-rates)], axis=1)  # (R, 8)
     loglik = (counts @ weights.T).transpose(3, 2, 0, 1)  # (R, K, S, U)
+    # Sum over each seed's states in probability space: one exp for every share H.
+    top = loglik.max(axis=3, keepdims=True)
+    scaled = np.exp(loglik - top)
+    prior = np.exp(seed_lp)  # (H, S, U)
+    per_seed = np.stack([np.log((scaled * p).sum(axis=3)) for p in prior]) + top[None, ..., 0]
+    if not posterior:
+        return per_seed.sum(axis=3), None
     joint = loglik[None] + seed_lp[:, None, None, :, :]  # (H, R, K, S, U)
-    per_seed = logsumexp(joint, axis=4)  # (H, R, K, S)
-    return per_seed.sum(axis=3), (joint - per_seed[..., None]) if posterior else None
+    return per_seed.sum(axis=3), joint - per_seed[..., None]
 
 
 def _score(tab, configs, rates, seed_lp, rate_lp, cfg_lp) -> np.ndarray:
@@ -268,12 +276,23 @@ def _start_config(grid: _Grid) -> np.ndarray:
     return np.array(cfg)
 
 
-def _configs(grid: _Grid, score) -> np.ndarray:
+def _first_config(grid: _Grid, start) -> np.ndarray:
+    """Where the search starts: ``start`` (a previous fit's mode) where it is valid, else each
+    LR's threshold from its column totals."""
+    cfg = _start_config(grid)
+    if start is not None:
+        for li, t in enumerate(start[: len(cfg)]):
+            if t in grid.lr_valid[li]:
+                cfg[li] = t
+    return cfg
+
+
+def _configs(grid: _Grid, score, start=None) -> np.ndarray:
     """Threshold combinations to sum over: all of them, or those around the most probable."""
     sizes = [len(v) for v in grid.lr_valid]
     if int(np.prod(sizes)) <= MAX_CONFIGS:
         return np.array(list(itertools.product(*grid.lr_valid)), dtype=int)
-    cfg = _start_config(grid)
+    cfg = _first_config(grid, start)
     for _ in range(4):  # coordinate ascent on the log evidence
         changed = False
         for li, valid in enumerate(grid.lr_valid):
@@ -319,17 +338,20 @@ def _categories(configs, grid: _Grid) -> np.ndarray:
     return out
 
 
-def fit_group(n: np.ndarray, k: np.ndarray, priors: Priors = PRIORS) -> dict:
+def fit_group(n: np.ndarray, k: np.ndarray, priors: Priors = PRIORS, start=None) -> dict:
     """Posterior of the grid model for one group's counts.
 
     Args:
         n: Runs per (seed, LR, batch), shape (S, L, m); 0 where a cell was not run.
         k: Failures per cell, same shape.
         priors: The model's prior.
+        start: A previous fit's ``mode`` to start the search from (refits with a few more
+            runs converge at once); None: each LR's own column totals.
 
     Returns:
-        ``cells`` (S, L, m, categories), ``seed_state`` (S, 3), ``bad_from`` (L, m) and
-        ``log_evidence``: see `GroupPosterior`.
+        ``cells`` (S, L, m, categories), ``seed_state`` (S, 3), ``bad_from`` (L, m),
+        ``log_evidence`` and ``mode`` (the most probable threshold per LR, as batch indices,
+        m for none): see `GroupPosterior`.
     """
     grid = _make_grid(n, k)
     S, L, m = n.shape
@@ -338,7 +360,8 @@ def fit_group(n: np.ndarray, k: np.ndarray, priors: Priors = PRIORS) -> dict:
     tab = _tables(grid)
     base = _lr_base(grid, priors)
     if n.sum() > _PRUNE_RUNS:  # drop rate combinations the data rule out before searching
-        ev, _ = _evidence(tab, _start_config(grid)[None], rates, seed_lp, posterior=False)
+        first = _first_config(grid, start)[None]
+        ev, _ = _evidence(tab, first, rates, seed_lp, posterior=False)
         fit = logsumexp(ev[:, :, 0] + rate_lp, axis=0)
         keep = fit >= fit.max() - _PRUNE
         rates, rate_lp = rates[keep], rate_lp[:, keep]
@@ -348,7 +371,7 @@ def fit_group(n: np.ndarray, k: np.ndarray, priors: Priors = PRIORS) -> dict:
             tab, cfgs, rates, seed_lp, rate_lp, _config_log_prior(cfgs, base, priors.alpha)
         )
 
-    configs = _configs(grid, score)
+    configs = _configs(grid, score, start)
     cfg_lp = _config_log_prior(configs, base, priors.alpha)
     ev, seed_post = _evidence(tab, configs, rates, seed_lp)
     joint = ev + rate_lp[:, :, None] + cfg_lp[None, None, :]  # (H, R, K)
@@ -388,6 +411,7 @@ def fit_group(n: np.ndarray, k: np.ndarray, priors: Priors = PRIORS) -> dict:
         "seed_state": np.clip(seed_state, 0.0, 1.0),
         "bad_from": np.clip(bad_from, 0.0, 1.0),
         "log_evidence": log_z,
+        "mode": configs[int(np.argmax(cfg_w))],
     }
 
 
@@ -449,6 +473,7 @@ def fit_layout(live: pd.DataFrame, unit: str, priors: Priors = PRIORS) -> tuple[
             fit["log_evidence"],
             n,
             k,
+            fit["mode"],
         )
     cells = pd.concat([counts, pd.DataFrame(probs, columns=_P_COLS, index=counts.index)], axis=1)
     return cells, groups

@@ -418,6 +418,17 @@ def _actions(groups, good: list[KnownGood], plans, findings, word: str) -> list[
     """Known-good settings first, then the follow-ups, then what each group of failures needs."""
     items = known_good_actions(good, word)
     items += [p.action for p in plans]
+    left = [
+        g
+        for g in groups
+        if g.cause == "inconclusive" and g.reason != "chance" and g.followup is None
+    ]
+    if left:
+        items.append(
+            f"{len(left)} more inconclusive group(s) ({sum(len(g.trials) for g in left)} "
+            "failures) have no follow-up of their own: run the follow-ups above first, their "
+            "answers say what these need."
+        )
     for g in groups:
         if g.cause == "inconclusive":
             continue
