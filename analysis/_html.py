@@ -222,7 +222,7 @@ def _followups(data: ReportData) -> str:
         return ""
     body = "".join(
         f"<h3>Follow-up {p.index}: followup_{p.index}.yaml ({_e(p.purpose)}, {p.runs} new "
-        f"runs)</h3><p>{_e(p.promise)}</p><pre>{_e(p.header)}\ngrid: {_e(p.grid)}</pre>"
+        f"runs)</h3><p>{_e(p.promise)}</p><pre>{_e(p.header)}\n{_e(p.grid_text())}</pre>"
         for p in plans
     )
     return f'<h2 id="followups">Follow-up sweeps</h2>{body}'

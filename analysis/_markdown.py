@@ -83,7 +83,7 @@ def _head(data: ReportData) -> list[str]:
         f"Source: `{_t(r.table.attrs.get('source', ''))}`",
         "",
     ]
-    out += [f"_{_t(n)}_" for n in data.notes]
+    out += [f"_{_t(n)}_\n" for n in data.notes]
     out += ["## Recommended actions", ""]
     out += [f"{i}. {_t(a)}" for i, a in enumerate(r.actions, 1)] or ["Nothing failed."]
     if r.known_good:
@@ -179,7 +179,7 @@ def _followups(data: ReportData) -> list[str]:
                 _t(p.promise),
                 "",
                 "```yaml",
-                "grid: " + _t(p.grid),
+                _t(p.grid_text()).rstrip(),
                 "```",
                 "",
             ]

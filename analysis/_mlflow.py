@@ -152,19 +152,19 @@ def _shared_params(children: list) -> dict:
         params = run.data.params
         first = {k: v for k, v in first.items() if params.get(k) == v}
     grid_keys = set(_PARAM_ROLES) | {"init_seed", "data_seed"}
-    return {
-        k: _config_value(v)
-        for k, v in sorted(first.items())
-        if k not in grid_keys and _config_value(v) is not None
-    }
+    return {k: _config_value(v) for k, v in sorted(first.items()) if k not in grid_keys}
 
 
 def _config_value(text: str):
-    """A logged param back as YAML would give it (lists and dicts are logged as text)."""
+    """A logged param back as the config value (sweeps logs lists as JSON, None as 'None')."""
     import yaml
 
+    from analysis._sweepfile import yaml_loader
+
+    if text == "None":
+        return None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=yaml_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError:
         return text
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from analysis._sizing import CANDIDATES, Question, size
 from analysis._sweepfile import render_sweep_file, yaml_loader
@@ -85,6 +86,10 @@ class FollowUp:
     def new_runs(self) -> int:
         """Runs this sweep has not run yet: all of them."""
         return self.runs
+
+    def grid_text(self) -> str:
+        """The grid as the sweep file writes it."""
+        return yaml.safe_dump({"grid": self.grid}, sort_keys=False, default_flow_style=None)
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""

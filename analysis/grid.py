@@ -10,6 +10,7 @@ import pandas as pd
 
 __all__ = ["add_panels", "panel_table"]
 
+
 def add_panels(df: pd.DataFrame) -> pd.DataFrame:
     """Add ``panel`` (int id) and ``panel_label`` to a normalised table, ordered group then LR."""
     out = df.copy()

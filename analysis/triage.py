@@ -388,7 +388,7 @@ def triage(
         frame, groups, contexts, live, df.attrs, target_confidence, priors
     )
     groups = [
-        with_followup(g, owner[g.index], plans[owner[g.index] - 1].promise)
+        with_followup(g, owner[g.index], f"Follow-up {owner[g.index]} decides it.")
         if g.index in owner
         else g
         for g in groups

@@ -19,6 +19,7 @@ from analysis import (
     triage_to_report,
     write_report,
 )
+from analysis._sweepfile import yaml_loader
 from analysis.cli import main
 from tests.analysis.grids import grid, make_sweep_dir
 
@@ -357,3 +358,49 @@ def test_followups_of_a_csv_table_are_complete_files_with_the_base_marked(tmp_pa
         assert doc["grid"]["train.n_critic"] == [2] and doc["max_trials"] >= 1
         assert _dry_run(path, monkeypatch, tmp_path) == 0
     assert "fill in the original run config" in (tmp_path / "report" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_followups_of_an_mlflow_sweep_rebuild_its_base_from_the_logged_config(
+    tmp_path, monkeypatch
+):
+    """Child runs log the flattened run config (as sweeps does): the follow-up's base is the
+    config every trial shared, and the file runs as it stands."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Param
+
+    from gan_core.config import RunConfig, flatten_config
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("demo")
+    pid = client.create_run(exp, run_name="demo").info.run_id
+    base = RunConfig.from_dict({"data": {"name": "grid"}, "train": {"n_critic": 2, "epochs": 7}})
+    for s in (1, 2):
+        for b in (64, 256, 1024):
+            run = client.create_run(
+                exp,
+                tags={
+                    "mlflow.parentRunId": pid,
+                    "gansweep.trial_id": f"s{s}b{b}",
+                    "gansweep.verdict": "mode_collapse" if s == 2 else "stable",
+                },
+            )
+            config = base.replace(**{"seed": s, "train.batch_size": b}).to_dict()
+            params = [
+                Param(k, json.dumps(v) if isinstance(v, (list, tuple, dict)) else str(v))
+                for k, v in flatten_config(config).items()
+            ]
+            client.log_batch(run.info.run_id, params=params)
+            client.set_terminated(run.info.run_id)
+    result, paths = triage_to_report(f"mlflow:{pid}", tmp_path / "report", tracking_uri=uri)
+    files = [p for k, p in paths.items() if k.startswith("followup_")]
+    assert files and result.groups[0].best_guess == "init"
+    for path in files:
+        text = path.read_text()
+        assert "# base: the run config every trial of the original sweep shared" in text
+        doc = yaml.load(text, Loader=yaml_loader())
+        assert doc["base"]["data"]["name"] == "grid" and doc["base"]["train"]["n_critic"] == 2
+        assert doc["base"]["train"]["epochs"] == 7 and "batch_size" not in doc["base"]["train"]
+        assert doc["base"]["generator"]["hidden_dims"] == [128, 128]
+        assert _dry_run(path, monkeypatch, tmp_path) == 0
