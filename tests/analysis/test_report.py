@@ -19,7 +19,6 @@ from analysis import (
     triage_to_report,
     write_report,
 )
-from analysis._sweepfile import yaml_loader
 from analysis.cli import main
 from tests.analysis.grids import grid, make_sweep_dir
 
@@ -369,6 +368,7 @@ def test_followups_of_an_mlflow_sweep_rebuild_its_base_from_the_logged_config(
     from mlflow import MlflowClient
     from mlflow.entities import Param
 
+    from analysis._sweepfile import yaml_loader
     from gan_core.config import RunConfig, flatten_config
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
