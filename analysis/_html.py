@@ -6,8 +6,8 @@ import html
 
 import pandas as pd
 
-from analysis import causes
 from analysis._fmt import fmt_pct
+from analysis._markdown import group_heading, known_good_frame, method_text, trial_list
 from analysis.plots import CAUSE_MARKS
 from analysis.report import ReportData, data_uri
 
@@ -40,7 +40,7 @@ _MEANING = {
     "batch": "fails across seeds while smaller batches succeed with the same seeds",
     "both": "failure rises with batch size and also depends on the seed",
     "lr": "fails across seeds and batch sizes at this learning rate",
-    "inconclusive": "the grid cannot decide; see the follow-up sweeps",
+    "inconclusive": "the grid cannot decide: chance, too few runs, or the only LR failed",
 }
 
 
@@ -62,23 +62,30 @@ def table(frame: pd.DataFrame, numeric: tuple = (), cls: str = "") -> str:
     return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def _cell(v: float, mark: str) -> str:
+    if v != v:  # NaN: not run
+        return '<td class="missing">–</td>'
+    if v <= 0:
+        return '<td class="ok">✓</td>'
+    return f'<td class="{"fail" if v >= 1 else "mixed"}">{_e(mark or "✗")}</td>'
+
+
 def _heatmap_table(view) -> str:
     head = "".join(f"<th>{_e(b)}</th>" for b in view.share.columns)
-    rows = []
-    for unit, shares in view.share.iterrows():
-        cells = []
-        for b, v in shares.items():
-            if pd.isna(v):
-                cells.append('<td class="missing">–</td>')
-            elif v <= 0:
-                cells.append('<td class="ok">✓</td>')
-            else:
-                cls = "fail" if v >= 1 else "mixed"
-                cells.append(f'<td class="{cls}">{_e(view.marks.loc[unit, b] or "✗")}</td>')
-        rows.append(f"<tr><th>{_e(unit)}</th>{''.join(cells)}</tr>")
+    shares, marks = view.share.to_numpy(float), view.marks.to_numpy(object)
+    rows = [
+        f"<tr><th>{_e(unit)}</th>{''.join(map(_cell, shares[i], marks[i]))}</tr>"
+        for i, unit in enumerate(view.share.index)
+    ]
+    more = (
+        f'<p class="note">{view.hidden_rows} more {_e(view.unit_word)}s without a failure '
+        "here (in the image above).</p>"
+        if view.hidden_rows
+        else ""
+    )
     return (
         f'<table class="heatmap"><thead><tr><th>{_e(view.unit_word)} \\ batch</th>{head}</tr>'
-        f"</thead><tbody>{''.join(rows)}</tbody></table>"
+        f"</thead><tbody>{''.join(rows)}</tbody></table>{more}"
     )
 
 
@@ -130,7 +137,10 @@ def _causes(data: ReportData) -> str:
 
 def _actions(data: ReportData) -> str:
     items = "".join(f"<li>{_e(a)}</li>" for a in data.result.actions) or "<li>Nothing failed.</li>"
-    return f'<h2 id="actions">Recommended actions</h2><ol>{items}</ol>'
+    good = ""
+    if data.result.known_good:
+        good = "<h3>Known-good settings</h3>" + table(known_good_frame(data), cls="known-good")
+    return f'<h2 id="actions">Recommended actions</h2><ol>{items}</ol>{good}'
 
 
 def _rates(frame: pd.DataFrame, name: str) -> str:
@@ -169,44 +179,40 @@ def _findings(data: ReportData) -> str:
     return "".join(parts)
 
 
-def _failure(d, data: ReportData) -> str:
-    params = ", ".join(f"{k}={v}" for k, v in d.params.items())
-    ev = "".join(f"<li>{_e(s)}</li>" for s in d.evidence)
+def _figures(trial_id: str, data: ReportData) -> str:
     figs = []
-    if d.trial_id in data.curves:
+    if trial_id in data.curves:
         figs.append(
-            f'<img alt="loss curves {_e(d.trial_id)}" src="{data_uri(data.curves[d.trial_id])}">'
+            f'<img alt="loss curves {_e(trial_id)}" src="{data_uri(data.curves[trial_id])}">'
         )
-    if d.trial_id in data.samples:
+    if trial_id in data.samples:
         figs.append(
-            f'<img class="samples" alt="samples {_e(d.trial_id)}" '
-            f'src="{data_uri(data.samples[d.trial_id])}">'
+            f'<img class="samples" alt="samples {_e(trial_id)}" '
+            f'src="{data_uri(data.samples[trial_id])}">'
         )
-    conf = (
-        f"confidence {d.confidence:.2f} ({d.confidence_label})"
-        if d.cause != "inconclusive"
-        else (
-            f"strongest candidate {d.best_guess} at {d.confidence:.2f}"
-            if d.best_guess
-            else "no candidate cause"
-        )
-    )
-    stream = f", seed stream: {_e(d.seed_stream)}" if d.seed_stream else ""
+    if not figs:
+        return ""
+    return f'<p class="note">Trial {_e(trial_id)}:</p><div class="figs">{"".join(figs)}</div>'
+
+
+def _failure(g, data: ReportData) -> str:
+    ev = "".join(f"<li>{_e(s)}</li>" for s in g.evidence)
     return (
-        f'<section class="failure" id="trial-{_e(d.trial_id)}"><h3>{_e(d.trial_id)} '
-        f'<span class="badge {_e(d.cause)}">{_e(d.cause)}</span></h3>'
-        f"<p>{_e(d.failure_mode)} · {_e(params)} · {_e(conf)}{stream}</p><ul>{ev}</ul>"
-        f"<p><b>Fix:</b> {_e(d.fix.text)}</p>"
-        + (f'<div class="figs">{"".join(figs)}</div>' if figs else "")
-        + "</section>"
+        f'<section class="failure" id="group-{g.index}"><h3>{_e(group_heading(g))} '
+        f'<span class="badge {_e(g.cause)}">{_e(g.cause)}</span></h3>'
+        f'<p class="trials">Trials: {_e(trial_list(g))}</p><ul>{ev}</ul>'
+        f"<p><b>Fix:</b> {_e(g.fix.text)}</p>" + _figures(g.trials[0], data) + "</section>"
     )
 
 
 def _failures(data: ReportData) -> str:
-    parts = ['<h2 id="failures">Failures</h2>']
-    parts += [_failure(d, data) for d in data.failures]
+    parts = [
+        '<h2 id="failures">Failures, grouped</h2><p class="note">Failures that share a cause, '
+        "its evidence and its fix are shown once, with their trials.</p>"
+    ]
+    parts += [_failure(g, data) for g in data.failures]
     if data.hidden_failures:
-        parts.append(f'<p class="note">{data.hidden_failures} more failure(s) in triage.json.</p>')
+        parts.append(f'<p class="note">{data.hidden_failures} more group(s) in triage.json.</p>')
     return "".join(parts)
 
 
@@ -215,7 +221,8 @@ def _followups(data: ReportData) -> str:
     if not plans:
         return ""
     body = "".join(
-        f"<h3>Follow-up {p.index} ({_e(p.purpose)}, {p.runs} runs)</h3><pre>{_e(p.yaml)}</pre>"
+        f"<h3>Follow-up {p.index}: followup_{p.index}.yaml ({_e(p.purpose)}, {p.runs} new "
+        f"runs)</h3><p>{_e(p.promise)}</p><pre>{_e(p.header)}\n{_e(p.grid_text())}</pre>"
         for p in plans
     )
     return f'<h2 id="followups">Follow-up sweeps</h2>{body}'
@@ -235,7 +242,7 @@ def _log(data: ReportData) -> str:
 
 
 def _method() -> str:
-    text = causes.__doc__.split("How confidence is computed")[-1].strip()
+    text = method_text()
     return (
         '<h2 id="method">How causes and confidences are decided</h2>'
         f'<pre class="method">{_e(text)}</pre>'
@@ -250,12 +257,12 @@ def render_html(data: ReportData) -> str:
     body = (
         f'<h1>Triage: {_e(data.title)}</h1><p class="note">Source: {source}</p>'
         f'<p class="summary" id="summary">{_e(r.summary)}</p>{notes}'
-        + _heatmaps(data)
-        + _causes(data)
         + _actions(data)
-        + _findings(data)
+        + _causes(data)
+        + _heatmaps(data)
         + _failures(data)
         + _followups(data)
+        + _findings(data)
         + _log(data)
         + _method()
     )

@@ -18,9 +18,11 @@ __all__ = ["register", "run_triage", "main"]
 _EPILOG = """\
 SOURCE is a results table (.parquet, .csv, .tsv; one row per trial), a sweep directory
 (trials.parquet, sweep.json), or an MLflow sweep: mlflow:<parent_run_id> (or the bare run id
-with --tracking-uri). The table needs a seed, a batch size and an outcome (failed true/false,
-or verdict with 'stable' meaning success); a learning rate (lr, or g_lr and d_lr) is used when
-present. Map other names with --col, e.g. --col seed=random_state --col failed=diverged.
+with --tracking-uri). Several SOURCEs (a sweep and its follow-ups) are triaged together. The
+table needs a seed, a batch size and an outcome (failed true/false, or verdict with 'stable'
+meaning success; status 'pruned' marks a trial a scheduler stopped: censored, not triaged); a
+learning rate (lr, or g_lr and d_lr) is used when present. Map other names with --col, e.g.
+--col seed=random_state --col failed=diverged.
 Exit status: 0 when the triage ran (whatever it found), 2 on unusable input.
 """
 
@@ -55,7 +57,10 @@ def register(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "source", metavar="SOURCE", help="results table, sweep directory or mlflow:<run_id>"
+        "source",
+        metavar="SOURCE",
+        nargs="+",
+        help="results table, sweep directory or mlflow:<run_id>; several are read as one",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="directory for the report files")
     p.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI for an MLflow source")
@@ -111,8 +116,9 @@ def run_triage(args: argparse.Namespace) -> int:
         from analysis.report import triage_to_report  # pandas, scipy: only when it runs
         from analysis.summary import format_summary
 
+        sources = [args.source] if isinstance(args.source, str) else list(args.source)
         result, paths = triage_to_report(
-            args.source,
+            sources[0] if len(sources) == 1 else sources,
             args.out,
             tracking_uri=args.tracking_uri,
             columns=_mapping(args.col),

@@ -1,265 +1,359 @@
-"""Evidence a person can check: the grid rows behind each decision, in words."""
+"""Evidence a person can check: the grid counts behind each group of failures, in words.
+
+A *group context* is one group of the other varied parameters laid out by one seed column:
+its cells (panel = LR, seed, batch size; runs n, failures k) and the model's posterior for it.
+Failures that share a cause and a factor (the same bad seed, the same failing batch sizes at
+one LR, the same failing LR) share one evidence text, built here from that context.
+"""
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
-from analysis._fmt import batches_phrase, fmt_num, fmt_pct, p_eq, units_phrase
-from analysis.causes import DECIDE, SEED_SURVIVAL
+from analysis._fmt import batches_phrase, fmt_pct, units_phrase
+from analysis.causes import DECIDE
+from analysis.model import GroupPosterior
 
-__all__ = ["GridContext", "build_context", "trial_evidence", "UNIT_WORDS"]
+__all__ = [
+    "GroupContext",
+    "REGION",
+    "UNIT_WORDS",
+    "WORKING_SHARE",
+    "best_other",
+    "build_contexts",
+    "group_evidence",
+    "seeds_phrase",
+]
 
 UNIT_WORDS = {"seed": "seed", "init_seed": "init seed", "data_seed": "data seed"}
-_COLLAPSE_D_LOSS = (0.72, 0.75)
-_COLLAPSE_G_ACC = 0.99
+REGION = 0.5  # a batch size is in its LR's failure region when the posterior says so at least
+WORKING_SHARE = 0.25  # a batch size "worked" at an LR when at most this share of its runs failed
 
 
 @dataclass
-class GridContext:
-    """Lookups over one layout of the grid (by ``seed``, ``init_seed`` or ``data_seed``)."""
+class GroupContext:
+    """One group laid out by one seed column: its cells, panels and posterior."""
 
     unit: str
     word: str
-    panels: pd.DataFrame
-    panel_info: dict = field(default_factory=dict)
-    row_fail: dict = field(default_factory=dict)
-    row_ok: dict = field(default_factory=dict)
-    col_fail: dict = field(default_factory=dict)
-    col_ok: dict = field(default_factory=dict)
-    panel_batches: dict = field(default_factory=dict)
-    col_share: dict = field(default_factory=dict)
-    good_units: dict = field(default_factory=dict)
-    units: dict = field(default_factory=dict)
+    group_key: str
+    cells: pd.DataFrame
+    panels: dict  # panel id -> {"label", "lr_key", "n", "k"}
+    post: GroupPosterior
+    _memo: dict = field(default_factory=dict)  # lookups computed once (a group has many uses)
+
+    def memo(self, key, compute):
+        """``compute()`` once per key: a group's lookups have many uses."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    def lr_name(self, panel: int) -> str:
+        """'lr 0.001' (or the LR's own label)."""
+        key = self.panels[panel]["lr_key"]
+        return "lr n/a" if key == "n/a" else f"lr {key}"
+
+    def panel_cells(self, panel: int) -> pd.DataFrame:
+        """The cells of one LR."""
+        return self.memo(("panel", panel), lambda: self.cells[self.cells["panel"] == panel])
+
+    def region(self, panel: int) -> list[int]:
+        """Batch sizes in the panel's failure region (posterior >= `REGION`), run there."""
+        return self.memo(("region", panel), lambda: self._region(panel))
+
+    def _region(self, panel: int) -> list[int]:
+        li = self.post.panels.index(panel)
+        ran = set(self.panel_cells(panel)["batch_size"])
+        return [
+            b
+            for b, p in zip(self.post.batches, self.post.bad_from[li], strict=True)
+            if p >= REGION and b in ran
+        ]
+
+    def row(self, unit_value) -> pd.DataFrame:
+        """The cells of one seed."""
+        return self.memo(("row", unit_value), lambda: self._rows()[unit_value])
+
+    def _rows(self) -> dict:
+        return self.memo("rows", lambda: dict(tuple(self.cells.groupby(self.unit, sort=False))))
+
+    def seed_state(self, unit_value) -> np.ndarray:
+        """P(bad everywhere), P(bad from a batch size up), P(healthy) of one seed."""
+        return self.post.seed_state[self.post.units.index(unit_value)]
+
+    def outside_regions(self) -> pd.DataFrame:
+        """Cells whose batch size is not in its LR's failure region."""
+        return self.memo("outside", self._outside)
+
+    def _outside(self) -> pd.DataFrame:
+        bad = pd.MultiIndex.from_tuples(
+            [(p, b) for p in self.panels for b in self.region(p)], names=["panel", "batch_size"]
+        )
+        keys = pd.MultiIndex.from_frame(self.cells[["panel", "batch_size"]])
+        return self.cells[~keys.isin(bad)]
+
+    def good_seeds(self) -> list:
+        """Seeds the model calls healthy that never failed outside the failure regions."""
+        return list(self.memo("good", self._good))
+
+    def _good(self) -> list:
+        totals = self.outside_regions().groupby(self.unit, sort=False)["k"].sum()
+        healthy = {
+            u for u, s in zip(self.post.units, self.post.seed_state, strict=True) if s[2] >= DECIDE
+        }
+        return _sorted([u for u, k in totals.items() if k == 0 and u in healthy])
+
+    def has_regions(self) -> bool:
+        """Whether some LR of the group has batch sizes that fail for every seed."""
+        return any(self.region(p) for p in self.panels)
+
+    def panel_order(self) -> list[int]:
+        """Panel ids by LR."""
+        return list(self.post.panels)
 
 
-def _lists(cells: pd.DataFrame, keys: list[str], value: str, mask) -> dict:
-    picked = cells.loc[mask, keys + [value]]
-    if picked.empty:
-        return {}
-    grouped = picked.groupby(keys, sort=False)[value].agg(list)
-    return dict(zip(grouped.index, grouped.to_numpy(), strict=False))
+def _sorted(values) -> list:
+    return sorted(values, key=lambda v: (isinstance(v, str), v))
 
 
-def build_context(live: pd.DataFrame, unit: str, panels: pd.DataFrame) -> GridContext:
-    """Index the grid's cells for fast sentence building.
+def build_contexts(cells: pd.DataFrame, posts: dict, panels: pd.DataFrame, unit: str) -> dict:
+    """A `GroupContext` per group key, for one layout.
 
     Args:
-        live: Analysable trials with ``panel``.
-        unit: Seed column laying out the grid.
-        panels: `analysis.grid.panel_table` of ``live``.
+        cells: `analysis.model.fit_layout`'s cell table.
+        posts: Its posteriors by group key.
+        panels: `analysis.grid.panel_table` of the analysable trials.
+        unit: The seed column of the layout.
 
     Returns:
-        The lookups.
+        Group key -> context.
     """
-    cells = (
-        live.groupby(["panel", unit, "batch_size"], sort=True)["failed"]
-        .agg(n="size", k="sum")
-        .reset_index()
-    )
-    ctx = GridContext(
-        unit=unit,
-        word=UNIT_WORDS.get(unit, unit),
-        panels=panels,
-        panel_info=panels.to_dict("index"),
-    )
-    ctx.row_fail = _lists(cells, ["panel", unit], "batch_size", cells["k"] > 0)
-    ctx.row_ok = _lists(cells, ["panel", unit], "batch_size", cells["k"] < cells["n"])
-    ctx.col_fail = _lists(cells, ["panel", "batch_size"], unit, cells["k"] > 0)
-    ctx.col_ok = _lists(cells, ["panel", "batch_size"], unit, cells["k"] < cells["n"])
-    cols = cells.groupby(["panel", "batch_size"], sort=True)[["n", "k"]].sum()
-    ctx.col_share = (cols["k"] / cols["n"]).to_dict()
-    batches = defaultdict(list)
-    for p, b in cols.index:
-        batches[p].append(int(b))
-    ctx.panel_batches = dict(batches)
-    rows = cells.groupby(["panel", unit], sort=True)["k"].sum()
-    good = rows[rows == 0].reset_index()
-    ctx.good_units = good.groupby("panel")[unit].agg(list).to_dict()
-    ctx.units = rows.reset_index().groupby("panel")[unit].agg(list).to_dict()
-    return ctx
+    info = panels[["panel_label", "lr_key", "n", "k"]].rename(columns={"panel_label": "label"})
+    info = info.to_dict("index")
+    out = {}
+    for key, sub in cells.groupby("group_key", sort=False):
+        mine = {int(p): info[p] for p in pd.unique(sub["panel"])}
+        out[key] = GroupContext(unit, UNIT_WORDS.get(unit, unit), key, sub, mine, posts[key])
+    return out
 
 
-def _row_sentence(ctx: GridContext, t: dict) -> str:
-    s, b, p = t["unit"], t["batch_size"], t["panel"]
-    fails = [x for x in ctx.row_fail.get((p, s), []) if x != b]
-    oks = [x for x in ctx.row_ok.get((p, s), []) if x != b]
-    who = f"{ctx.word.capitalize()} {s}"
-    if fails and oks:
-        return (
-            f"{who} also failed at {batches_phrase(fails)} and succeeded at {batches_phrase(oks)}."
-        )
-    if fails:
-        return f"{who} also failed at {batches_phrase(fails)}: every other batch size it ran at."
-    if oks:
-        return f"{who} succeeded at {batches_phrase(oks)}."
-    return f"{who} was run at no other batch size."
+def _counts(frame: pd.DataFrame) -> str:
+    return _nk(int(frame["n"].sum()), int(frame["k"].sum()))
 
 
-def _column_sentence(ctx: GridContext, t: dict) -> str:
-    s, b, p = t["unit"], t["batch_size"], t["panel"]
-    oks = [u for u in ctx.col_ok.get((p, b), []) if u != s]
-    fails = [u for u in ctx.col_fail.get((p, b), []) if u != s]
-    if not oks and not fails:
-        return f"No other {ctx.word} was run at batch {b}."
+def _nk(n: int, k: int) -> str:
+    return f"{k} of {n} run{'s' if n != 1 else ''}"
+
+
+def _row_parts(ctx: GroupContext, unit_value) -> list[str]:
+    """Per LR: where one seed failed and where it succeeded."""
     parts = []
-    if oks:
-        parts.append(f"{units_phrase(ctx.word, oks)} succeeded")
-    if fails:
-        parts.append(f"{units_phrase(ctx.word, fails)} also failed")
-    share = f" ({t['C_k']} of {t['C_n']} other {ctx.word}s failed)" if oks and fails else ""
-    return f"At batch {b}, " + " and ".join(parts) + share + "."
+    si = ctx.post.units.index(unit_value)
+    batches = np.asarray(ctx.post.batches)
+    for li, panel in enumerate(ctx.panel_order()):
+        n, k = ctx.post.n[si, li], ctx.post.k[si, li]
+        if not n.any():
+            continue
+        failed, fine = batches[k > 0].tolist(), batches[k < n].tolist()
+        text = ctx.lr_name(panel)
+        if failed:
+            text += f" failed at {batches_phrase(failed)}"
+        if fine:
+            text += (" and" if failed else "") + f" succeeded at {batches_phrase(fine)}"
+        parts.append(text)
+    return parts
 
 
-def _smaller_sentence(ctx: GridContext, t: dict) -> str:
-    smaller = [x for x in ctx.panel_batches.get(t["panel"], []) if x < t["batch_size"]]
-    if not smaller or t["Sm_n"] == 0:
-        return f"No smaller batch size was run with the other {ctx.word}s."
-    ok = t["Sm_n"] - t["Sm_k"]
+def _where(ctx: GroupContext) -> str:
+    return f" ({ctx.group_key})" if ctx.group_key else ""
+
+
+def _probs(lo: float, hi: float) -> str:
+    return f"{lo:.2f}" if round(lo, 2) == round(hi, 2) else f"{lo:.2f}-{hi:.2f}"
+
+
+def _state_sentence(ctx: GroupContext, unit_value) -> str:
+    bad, frag, ok = ctx.seed_state(unit_value)
     return (
-        f"The same other {ctx.word}s succeeded in {ok} of {t['Sm_n']} runs at smaller batch sizes "
-        f"({batches_phrase(smaller)})."
+        f"Model: {ctx.word} {unit_value} is bad everywhere with probability {bad:.2f}, bad from "
+        f"some batch size up {frag:.2f}, healthy {ok:.2f}."
     )
 
 
-def _lr_sentence(ctx: GridContext, t: dict) -> str | None:
-    if t["BO_panel"] < 0:
+def _region_mask(ctx: GroupContext) -> np.ndarray:
+    """(LRs, batches): cells in their LR's failure region."""
+
+    def compute():
+        mask = np.zeros(ctx.post.n.shape[1:], bool)
+        for li, panel in enumerate(ctx.panel_order()):
+            mask[li] = np.isin(ctx.post.batches, ctx.region(panel))
+        return mask
+
+    return ctx.memo("region_mask", compute)
+
+
+def _others_sentence(ctx: GroupContext, unit_value) -> str | None:
+    """The other seeds against this one, at its cells outside every failure region."""
+    si = ctx.post.units.index(unit_value)
+    n, k = ctx.post.n, ctx.post.k
+    cells = (n[si] > 0) & ~_region_mask(ctx)
+    if not cells.any():
         return None
-    here = ctx.panel_info[t["panel"]]
-    other = ctx.panel_info[t["BO_panel"]]
+    mine_n, mine_k = int(n[si][cells].sum()), int(k[si][cells].sum())
+    all_n, all_k = int(n[:, cells].sum()), int(k[:, cells].sum())
+    if all_n == mine_n:
+        return f"No other {ctx.word} was run where {ctx.word} {unit_value} ran."
+    where_text = (
+        f"outside batch sizes that fail for every {ctx.word}"
+        if ctx.has_regions()
+        else "at the same LRs and batch sizes"
+    )
     return (
-        f"At lr {here['lr_key']}, {t['P_k']} of {t['P_n']} other runs failed (at its smallest "
-        f"batch size {fmt_pct(here['min_batch_rate'])}); at lr {other['lr_key']} in the same "
-        "group, "
-        f"{int(other['n'] - other['k'])} of {int(other['n'])} succeeded."
+        f"{where_text[0].upper()}{where_text[1:]}: {ctx.word} {unit_value} failed in "
+        f"{_nk(mine_n, mine_k)}, the other {ctx.word}s in {_nk(all_n - mine_n, all_k - mine_k)}."
     )
 
 
-def _test_sentence(ctx: GridContext, t: dict, cause: str) -> str:
-    w = ctx.word
-    first_fail = min(ctx.row_fail.get((t["panel"], t["unit"]), [t["batch_size"]]))
-    legs = {
-        "A": f"{w} {t['unit']} fails more than the other {w}s at its other batch sizes "
-        f"({t['R_k']}/{t['R_n']} vs {t['O_k']}/{t['O_n']}, stratified by batch size, "
-        f"{p_eq(t['p_seed_elsewhere'])})",
-        "B": f"it fails more than the other {w}s at batch {t['batch_size']} "
-        f"({t['cell_k']}/{t['cell_n']} vs {t['C_k']}/{t['C_n']}, {p_eq(t['p_seed_here'])})",
-        "C": f"the other {w}s fail more at batch {t['batch_size']} than the same {w}s at smaller "
-        f"batch sizes ({t['C_k']}/{t['C_n']} vs {t['Sm_k']}/{t['Sm_n']}, {p_eq(t['p_batch'])})",
-        "D": f"{w} {t['unit']} failed from batch {first_fail} upwards ({t['Up_k']}/{t['Up_n']}) "
-        f"and succeeded below it ({t['Dn_n'] - t['Dn_k']}/{t['Dn_n']}, {p_eq(t['p_seed_step'])})",
-        "L": f"this LR fails more than the group's best other LR "
-        f"({t['P_k']}/{t['P_n']} vs {t['BO_k']}/{t['BO_n']}, {p_eq(t['p_lr'])})",
-    }
-    both = ("A", "C") if t["both_kind"] == "seed_and_batch" else ("C", "D")
-    use = {"init": ("A", "B"), "batch": ("C",), "both": both, "lr": ("L",)}[cause]
-    text = "; ".join(legs[k] for k in use)
-    if cause == "both" and t["both_kind"] == "fragile_seed":
-        text += (
-            f"; and {t['C_ok']} of {t['C_n']} other {w}s succeeded at batch {t['batch_size']} "
-            f"(at least {SEED_SURVIVAL:.0%}), so the seed matters too"
-        )
-    score = t[f"score_{cause}"]
-    return f"Fisher one-sided tests: {text}. Confidence = 1 - max p = {score:.2f}."
-
-
-def _panel_failing(t: dict) -> bool:
-    return t["P_rate"] >= 0.5 and t["min_batch_rate"] >= 0.5
-
-
-def _inconclusive_sentence(ctx: GridContext, t: dict) -> str:
-    if _panel_failing(t) and t["BO_panel"] < 0:
-        return (
-            f"{t['P_k']} of {t['P_n']} other runs at this LR failed too, at every batch size, and "
-            "the sweep tried no other LR here: the LR (or something every run shares) is the "
-            "suspect, but nothing in the grid can show it."
-        )
-    if t["confidence"] > 0:
-        return (
-            f"No cause reaches confidence {DECIDE:.2f}: the strongest is {t['best_guess']} at "
-            f"{t['confidence']:.2f}, too few runs to be sure."
-        )
-    if t["R_k"] == 0 and t["C_k"] == 0:
-        return (
-            f"No factor in the grid explains this failure: its {ctx.word} succeeded at its other "
-            f"batch sizes and the other {ctx.word}s succeeded at this one. It may be chance or "
-            "an unlucky data order; a repeat decides."
-        )
-    if _panel_failing(t):
-        return (
-            f"Most runs at this LR failed ({t['P_k']} of {t['P_n']} others), but no other LR of "
-            "the group clearly worked, so the grid cannot single out the LR."
-        )
-    return (
-        f"Its {ctx.word} and its batch size failed elsewhere too, but not in a pattern that "
-        f"singles out the {ctx.word}, the batch size or the LR."
-    )
-
-
-def _metrics_sentence(t: dict) -> str | None:
-    parts = []
-    mode = t.get("failure_mode")
-    onset = t.get("onset_epoch")
-    if mode and mode not in ("failed",):
-        when = f" from epoch {int(onset)}" if _finite(onset) else ""
-        parts.append(f"Verdict {mode}{when}")
-    metrics = []
-    d_loss, d_acc, g_acc = (
-        t.get("final/loss/d"),
-        t.get("final/d/accuracy"),
-        t.get("final/g/accuracy"),
-    )
-    if _finite(d_loss):
-        stuck = _COLLAPSE_D_LOSS[0] <= d_loss <= _COLLAPSE_D_LOSS[1]
-        metrics.append(
-            f"D loss {fmt_num(d_loss)}" + (" (in the 0.72-0.75 collapse band)" if stuck else "")
-        )
-    if _finite(d_acc):
-        metrics.append(f"D accuracy {fmt_pct(d_acc)}")
-    if _finite(g_acc):
-        metrics.append(
-            f"G accuracy {fmt_pct(g_acc)}"
-            + (" (99%+: G fools D)" if g_acc >= _COLLAPSE_G_ACC else "")
-        )
-    if metrics:
-        parts.append("final " + ", ".join(metrics))
-    return "; ".join(parts) + "." if parts else None
-
-
-def _finite(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def trial_evidence(ctx: GridContext, t: dict, other: str | None = None) -> list[str]:
-    """Sentences supporting (or failing to support) the decision on one failed trial.
-
-    Args:
-        ctx: Lookups of the layout the decision was made in.
-        t: The trial's counts, p-values, scores and decision (a row of the triage frame).
-        other: A sentence about the other seed stream, when init and data seeds were separated.
-
-    Returns:
-        Sentences: where it was compared, its row, its column, smaller batches, the LR, the
-        test that decided, then its own metrics.
-    """
-    out = [f"Compared within {ctx.panel_info[t['panel']]['panel_label']}."]
-    out += [_row_sentence(ctx, t), _column_sentence(ctx, t)]
-    if t["cause"] in ("batch", "both") or t["best_guess"] in ("batch", "both"):
-        out.append(_smaller_sentence(ctx, t))
-    if t["cause"] == "lr" or t["score_lr"] > 0 or _panel_failing(t):
-        lr = _lr_sentence(ctx, t)
-        if lr:
-            out.append(lr)
-    if t["cause"] == "inconclusive":
-        out.append(_inconclusive_sentence(ctx, t))
-    else:
-        out.append(_test_sentence(ctx, t, t["cause"]))
+def _init_evidence(ctx: GroupContext, unit_value, probs) -> list[str]:
+    si = ctx.post.units.index(unit_value)
+    total = _nk(int(ctx.post.n[si].sum()), int(ctx.post.k[si].sum()))
+    out = [
+        f"{ctx.word.capitalize()} {unit_value}{_where(ctx)} failed in {total}: "
+        + "; ".join(_row_parts(ctx, unit_value))
+        + "."
+    ]
+    other = _others_sentence(ctx, unit_value)
     if other:
         out.append(other)
-    metrics = _metrics_sentence(t)
-    if metrics:
-        out.append(metrics)
+    out.append(_state_sentence(ctx, unit_value))
     return out
+
+
+def _both_evidence(ctx: GroupContext, unit_value, probs) -> list[str]:
+    out = _init_evidence(ctx, unit_value, probs)[:-1]
+    ran = ctx.post.n[ctx.post.units.index(unit_value)].any(axis=1)
+    regions = [
+        f"{batches_phrase(ctx.region(p))} at {ctx.lr_name(p)}"
+        for p, here in zip(ctx.panel_order(), ran, strict=True)
+        if here and ctx.region(p)
+    ]
+    if regions:
+        out.append(f"Batch sizes that fail for every {ctx.word}: " + "; ".join(regions) + ".")
+    out.append(_state_sentence(ctx, unit_value))
+    return out
+
+
+def _panel_region_sentence(ctx: GroupContext, panel: int) -> str:
+    cells = ctx.panel_cells(panel)
+    region = ctx.region(panel)
+    name = ctx.lr_name(panel)
+    if not region:
+        return f"at {name} no batch size fails for every {ctx.word} ({_counts(cells)} failed)"
+    inside = cells[cells["batch_size"].isin(region)]
+    below = cells[~cells["batch_size"].isin(region)]
+    seeds = inside[ctx.unit].nunique()
+    text = (
+        f"at {name} batch {batches_phrase(region)} failed in {_counts(inside)} across {seeds} "
+        f"{ctx.word}{'s' if seeds != 1 else ''}"
+    )
+    if not below.empty:
+        smaller = batches_phrase(below["batch_size"].unique())
+        text += f", the other batch sizes ({smaller}) in {_counts(below)}"
+    return text
+
+
+def _batch_evidence(ctx: GroupContext, panel: int, probs) -> list[str]:
+    first = _panel_region_sentence(ctx, panel)
+    out = [f"{first[0].upper()}{first[1:]}{_where(ctx)}."]
+    others = [_panel_region_sentence(ctx, p) for p in ctx.panel_order() if p != panel]
+    if others:
+        out.append(
+            "The group's other LRs (a limit shared across LRs is pooled evidence): "
+            + "; ".join(others)
+            + "."
+        )
+    return out
+
+
+def best_other(ctx: GroupContext, panel: int) -> int | None:
+    """The group's other LR (panel) with the lowest failure rate, or None."""
+    rates = [
+        (info["k"] / info["n"], -info["n"], p)
+        for p, info in ctx.panels.items()
+        if p != panel and info["n"]
+    ]
+    return min(rates)[2] if rates else None
+
+
+def _lr_evidence(ctx: GroupContext, panel: int, probs) -> list[str]:
+    cells = ctx.panel_cells(panel)
+    out = [
+        f"At {ctx.lr_name(panel)}{_where(ctx)}, {_counts(cells)} failed, at every batch size "
+        f"({batches_phrase(cells['batch_size'].unique())})."
+    ]
+    other = best_other(ctx, panel)
+    if other is not None:
+        info = ctx.panels[other]
+        out.append(
+            f"At {ctx.lr_name(other)} in the same group, {int(info['n'] - info['k'])} of "
+            f"{int(info['n'])} runs succeeded."
+        )
+    return out
+
+
+def _inconclusive_evidence(ctx: GroupContext, panel: int, reason: str, guess, probs) -> list[str]:
+    cells = ctx.panel_cells(panel)
+    if reason == "shared":
+        return [
+            f"{_counts(cells)} at {ctx.lr_name(panel)}{_where(ctx)} failed, at every batch size, "
+            "and the sweep tried no other LR here that works: the LR (or anything every run "
+            "shares) is the suspect, but nothing in the grid can show it."
+        ]
+    if reason == "chance":
+        outside = ctx.outside_regions()
+        return [
+            f"No {ctx.word}, batch size or LR fails more than the rest at "
+            f"{ctx.lr_name(panel)}{_where(ctx)}: the likeliest explanation is chance.",
+            f"Failures outside any failing region of the group: {_counts(outside)} "
+            f"({fmt_pct(outside['k'].sum() / max(outside['n'].sum(), 1))}).",
+        ]
+    return [
+        f"The strongest candidate is {guess}, at probability {_probs(*probs)}, below "
+        f"{DECIDE:.2f}: too few runs at {ctx.lr_name(panel)}{_where(ctx)} to be sure "
+        f"({_counts(cells)} failed there).",
+    ]
+
+
+def group_evidence(ctx: GroupContext, kind: tuple, probs: tuple[float, float]) -> list[str]:
+    """Sentences behind one group of failures.
+
+    Args:
+        ctx: The group context of the layout the decision was made in.
+        kind: ``("init" | "both", seed)``, ``("batch" | "lr", panel)`` or
+            ``("inconclusive", panel, reason, best_guess)``.
+        probs: Lowest and highest confidence among the group's failures.
+
+    Returns:
+        Sentences: the counts that decided it, then the model's probabilities.
+    """
+    cause = kind[0]
+    if cause == "init":
+        out = _init_evidence(ctx, kind[1], probs)
+    elif cause == "both":
+        out = _both_evidence(ctx, kind[1], probs)
+    elif cause == "batch":
+        out = _batch_evidence(ctx, kind[1], probs)
+    elif cause == "lr":
+        out = _lr_evidence(ctx, kind[1], probs)
+    else:
+        return _inconclusive_evidence(ctx, kind[1], kind[2], kind[3], probs)
+    out.append(f"Probability that the cause is {cause}: {_probs(*probs)} per failure.")
+    return out
+
+
+def seeds_phrase(ctx: GroupContext, values) -> str:
+    """'seeds 1-6 and 8' in the context's words."""
+    return units_phrase(ctx.word, values) if values else f"no {ctx.word}"

@@ -5,29 +5,29 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from analysis._fmt import batches_phrase, fmt_num, units_phrase, values_phrase
-from analysis.evidence import GridContext
+import numpy as np
 
-__all__ = ["Fix", "trial_fix", "scaled_lr", "lr_text", "describe_batches", "WORKING_SHARE"]
+from analysis._fmt import batches_phrase, fmt_num, values_phrase
+from analysis.evidence import WORKING_SHARE, GroupContext, best_other, seeds_phrase
 
-WORKING_SHARE = 0.25  # a batch size "works" at an LR when at most this share of its runs failed
+__all__ = ["Fix", "group_fix", "scaled_lr", "lr_text", "describe_batches", "working_batches"]
 
 
 @dataclass(frozen=True)
 class Fix:
-    """What to do about one failed trial.
+    """What to do about a group of failures.
 
     Attributes:
         text: The recommendation in one or two sentences.
-        known_good: Seeds (of the decision's seed stream) with no failure in the trial's panel,
-            else those that succeeded at its batch size.
-        largest_working_batch: Largest batch size below the trial's at which at most 25% of the
-            panel's runs failed (for ``both``: the largest at which this seed succeeded).
-        lr_linear: The LR that batch size needs under linear scaling from the trial's batch and
-            LR, as ``{"lr": x}`` or ``{"g_lr": x, "d_lr": y}``.
+        known_good: Seeds (of the decision's seed stream) that never failed in the group.
+        largest_working_batch: For ``batch``: the largest batch size below the failing ones at
+            which at most 25% of the LR's runs failed; for ``both``: the largest at which the
+            seed succeeded.
+        lr_linear: The LR that batch size needs under linear scaling from the smallest failing
+            batch size and its LR, as ``{"lr": x}`` or ``{"g_lr": x, "d_lr": y}``.
         lr_sqrt: The same under sqrt scaling.
         better_lr: For ``lr``: the same group's LR with the fewest failures.
-        followup: For ``inconclusive``: the index of the follow-up sweep that decides it.
+        followup: The follow-up sweep that decides the group, if any.
     """
 
     text: str
@@ -67,147 +67,136 @@ def lr_text(lr: dict | None) -> str:
     return " and ".join(f"{k} {fmt_num(v)}" for k, v in lr.items())
 
 
-def _working_batch(ctx: GridContext, panel: int, below: int) -> int | None:
-    ok = [
-        b
-        for b in ctx.panel_batches.get(panel, [])
-        if b < below and ctx.col_share.get((panel, b), 1.0) <= WORKING_SHARE
-    ]
-    return max(ok) if ok else None
-
-
-def _known_good(ctx: GridContext, t: dict) -> list:
-    good = list(ctx.good_units.get(t["panel"], []))
-    if good:
-        return good
-    return [u for u in ctx.col_ok.get((t["panel"], t["batch_size"]), []) if u != t["unit"]]
-
-
-def _scaling(t: dict, target: int) -> tuple[dict | None, dict | None, str]:
-    lin = scaled_lr(t["g_lr"], t["d_lr"], t["batch_size"], target, "linear")
-    sq = scaled_lr(t["g_lr"], t["d_lr"], t["batch_size"], target, "sqrt")
-    if lin is None:
-        return None, None, ""
-    return (
-        lin,
-        sq,
-        (
-            f"; from batch {t['batch_size']} at {lr_text(_own_lr(t))} that needs {lr_text(lin)} "
-            f"under linear scaling or {lr_text(sq)} under sqrt scaling"
-        ),
-    )
-
-
-def _own_lr(t: dict) -> dict:
-    if math.isclose(t["g_lr"], t["d_lr"], rel_tol=1e-9):
-        return {"lr": t["g_lr"]}
-    return {"g_lr": t["g_lr"], "d_lr": t["d_lr"]}
-
-
-def _init_fix(ctx: GridContext, t: dict, good: list, separated: bool) -> Fix:
-    who = units_phrase(ctx.word, good) if good else f"no {ctx.word} so far"
-    where = ctx.panel_info[t["panel"]]["panel_label"]
-    text = f"Use a known-good {ctx.word}: {who} (no failure at {where})."
-    if not separated:
-        text += (
-            " The seed set both the initialisation and the data order; the streams follow-up "
-            "tells which of the two was unlucky."
-        )
-    return Fix(text=text, known_good=good)
-
-
-def _batch_fix(ctx: GridContext, t: dict, good: list) -> Fix:
-    b_ok = _working_batch(ctx, t["panel"], t["batch_size"])
-    if b_ok is None:
-        return Fix(
-            text=f"No smaller batch size worked across {ctx.word}s at this LR: lower the learning "
-            "rate, or add smaller batch sizes to the sweep.",
-            known_good=good,
-        )
-    lin, sq, scale = _scaling(t, b_ok)
-    text = (
-        f"Reduce batch_size to {b_ok}, the largest at which at least {1 - WORKING_SHARE:.0%} of "
-        f"the runs at this LR succeeded{scale}."
-    )
-    return Fix(text=text, known_good=good, largest_working_batch=b_ok, lr_linear=lin, lr_sqrt=sq)
-
-
-def _good_up_to(ctx: GridContext, panel: int, batch: int) -> list:
-    """Seeds that succeeded somewhere at or below ``batch`` and failed nowhere at or below it."""
-    out = []
-    for u in ctx.units.get(panel, []):
-        fails = ctx.row_fail.get((panel, u), [])
-        oks = ctx.row_ok.get((panel, u), [])
-        if any(b <= batch for b in oks) and not any(b <= batch for b in fails):
-            out.append(u)
-    return out
-
-
-def _both_fix(ctx: GridContext, t: dict, good: list) -> Fix:
-    own = [b for b in ctx.row_ok.get((t["panel"], t["unit"]), []) if b < t["batch_size"]]
-    here = [u for u in ctx.col_ok.get((t["panel"], t["batch_size"]), []) if u != t["unit"]]
-    b_ok = max(own) if own else _working_batch(ctx, t["panel"], t["batch_size"])
-    options = []
-    lin = sq = None
-    if b_ok is not None:
-        lin, sq, scale = _scaling(t, b_ok)
-        if own:
-            who = f"with {ctx.word} {t['unit']}"
-        else:
-            good = _good_up_to(ctx, t["panel"], b_ok)
-            who = f"with a {ctx.word} that worked there ({values_phrase(good) or 'none yet'})"
-        options.append(f"use batch_size {b_ok} or smaller {who}{scale}")
-    if here:
-        options.append(
-            f"keep batch {t['batch_size']} with a {ctx.word} that succeeded there: "
-            + values_phrase(here)
-        )
-    text = " or ".join(options) if options else "use a smaller batch size or a better seed"
-    return Fix(
-        text=text[0].upper() + text[1:] + ".",
-        known_good=here or good,
-        largest_working_batch=b_ok,
-        lr_linear=lin,
-        lr_sqrt=sq,
-    )
-
-
-def _lr_fix(ctx: GridContext, t: dict, good: list) -> Fix:
-    other = ctx.panel_info[t["BO_panel"]]
-    ok = int(other["n"] - other["k"])
-    text = (
-        f"Use lr {other['lr_key']}: {ok} of {int(other['n'])} runs of the same group succeeded "
-        "there "
-        f"(at lr {ctx.panel_info[t['panel']]['lr_key']}, {t['P_k']} of {t['P_n']} others failed)."
-    )
-    return Fix(text=text, known_good=good, better_lr=str(other["lr_key"]))
-
-
-def trial_fix(ctx: GridContext, t: dict, separated: bool) -> Fix:
-    """The concrete fix for one failed trial, by its cause.
-
-    Args:
-        ctx: Lookups of the layout the decision was made in.
-        t: The trial's row of the triage frame (cause, counts, ``g_lr``, ``d_lr``).
-        separated: Whether init and data seeds were varied independently.
-
-    Returns:
-        The `Fix`; for ``inconclusive`` the text is completed once follow-ups are planned.
-    """
-    good = _known_good(ctx, t)
-    cause = t["cause"]
-    if cause == "init":
-        return _init_fix(ctx, t, good, separated)
-    if cause == "batch":
-        return _batch_fix(ctx, t, good)
-    if cause == "both":
-        return _both_fix(ctx, t, good)
-    if cause == "lr":
-        return _lr_fix(ctx, t, good)
-    return Fix(text="The grid cannot decide; run the follow-up sweep below.", known_good=good)
-
-
 def describe_batches(batches) -> str:
     """'batch 1024' or 'batches 512 and 1024'."""
     batches = sorted(set(batches))
     return ("batch " if len(batches) == 1 else "batches ") + batches_phrase(batches)
+
+
+def working_batches(ctx: GroupContext, panel: int) -> list[int]:
+    """Batch sizes at a panel outside its failure region where at most 25% of runs failed."""
+    return list(ctx.memo(("working", panel), lambda: _working(ctx, panel)))
+
+
+def _working(ctx: GroupContext, panel: int) -> list[int]:
+    by_batch = ctx.panel_cells(panel).groupby("batch_size")[["n", "k"]].sum()
+    region = set(ctx.region(panel))
+    ok = by_batch["k"] <= WORKING_SHARE * by_batch["n"]
+    return [int(b) for b in by_batch.index[ok.to_numpy()] if b not in region]
+
+
+def _init_fix(ctx: GroupContext, separated: bool) -> Fix:
+    good = ctx.good_seeds()
+    text = f"Use a known-good {ctx.word}: {seeds_phrase(ctx, good)} (no failure in this group)."
+    if not separated:
+        text += (
+            " The seed set both the initialisation and the data order; an init seed x data "
+            "seed follow-up tells which of the two was unlucky."
+        )
+    return Fix(text=text, known_good=good)
+
+
+def _batch_fix(ctx: GroupContext, panel: int, lrs: tuple[float, float]) -> Fix:
+    region = ctx.region(panel)
+    good = ctx.good_seeds()
+    below = [b for b in working_batches(ctx, panel) if not region or b < min(region)]
+    if not below:
+        return Fix(
+            text=f"No smaller batch size worked across {ctx.word}s at {ctx.lr_name(panel)}: "
+            "lower the learning rate, or add smaller batch sizes to the sweep.",
+            known_good=good,
+        )
+    b_ok = max(below)
+    text = (
+        f"Reduce batch_size to {b_ok} at {ctx.lr_name(panel)}, the largest at which at least "
+        f"{1 - WORKING_SHARE:.0%} of the runs succeeded."
+    )
+    lin = sq = None
+    if region:
+        b_bad = min(region)
+        lin = scaled_lr(lrs[0], lrs[1], b_bad, b_ok, "linear")
+        sq = scaled_lr(lrs[0], lrs[1], b_bad, b_ok, "sqrt")
+        if lin is not None:
+            text += (
+                f" If you scale the LR with the batch size: from batch {b_bad} that is "
+                f"{lr_text(lin)} under linear scaling or {lr_text(sq)} under sqrt scaling."
+            )
+    return Fix(text=text, known_good=good, largest_working_batch=b_ok, lr_linear=lin, lr_sqrt=sq)
+
+
+def _both_fix(ctx: GroupContext, unit_value) -> Fix:
+    si = ctx.post.units.index(unit_value)
+    n, k = ctx.post.n[si].sum(axis=0), ctx.post.k[si].sum(axis=0)  # per batch, every LR
+    batches = np.asarray(ctx.post.batches)
+    failed = batches[k > 0]
+    first_fail = int(failed.min()) if len(failed) else None
+    own = [int(b) for b in batches[(n > 0) & (k == 0)] if first_fail is None or b < first_fail]
+    good = ctx.good_seeds()
+    limits = [
+        f"{describe_batches(working_batches(ctx, p))} at {ctx.lr_name(p)}"
+        for p in ctx.panel_order()
+        if ctx.region(p) and working_batches(ctx, p)
+    ]
+    options = []
+    if own:
+        options.append(f"with {ctx.word} {unit_value} use batch_size {own[-1]} or smaller")
+    if good:
+        where = f" ({'; '.join(limits)})" if limits else ""
+        options.append(
+            f"use a {ctx.word} that never failed here ({values_phrase(good)}) with a batch "
+            f"size that works{where}"
+        )
+    text = " or ".join(options) if options else "use a smaller batch size and another seed"
+    return Fix(
+        text=text[0].upper() + text[1:] + ".",
+        known_good=good,
+        largest_working_batch=own[-1] if own else None,
+    )
+
+
+def _lr_fix(ctx: GroupContext, panel: int, best_other: int | None) -> Fix:
+    good = ctx.good_seeds()
+    if best_other is None:
+        return Fix(text="Try lower learning rates.", known_good=good)
+    info = ctx.panels[best_other]
+    ok = int(info["n"] - info["k"])
+    return Fix(
+        text=f"Use {ctx.lr_name(best_other)}: {ok} of {int(info['n'])} runs of the same group "
+        "succeeded there.",
+        known_good=good,
+        better_lr=str(info["lr_key"]),
+    )
+
+
+def group_fix(ctx: GroupContext, kind: tuple, separated: bool, lrs=(math.nan, math.nan)) -> Fix:
+    """The concrete fix for one group of failures, by its cause.
+
+    Args:
+        ctx: The group context the decision was made in.
+        kind: As for `analysis.evidence.group_evidence`.
+        separated: Whether init and data seeds were varied independently.
+        lrs: ``(g_lr, d_lr)`` of the group's panel, for LR scaling advice.
+
+    Returns:
+        The `Fix`; for inconclusive groups the text is completed once follow-ups are planned.
+    """
+    cause = kind[0]
+    if cause == "init":
+        return _init_fix(ctx, separated)
+    if cause == "batch":
+        return _batch_fix(ctx, kind[1], lrs)
+    if cause == "both":
+        return _both_fix(ctx, kind[1])
+    if cause == "lr":
+        return _lr_fix(ctx, kind[1], best_other(ctx, kind[1]))
+    reason = kind[2]
+    good = ctx.good_seeds()
+    if reason == "chance":
+        return Fix(
+            text="Nothing in the grid to fix: most likely chance. A rerun with another data "
+            "seed would show whether this run's data order was unlucky.",
+            known_good=good,
+        )
+    if reason == "shared":
+        return Fix(text="Try lower learning rates (see the follow-up).", known_good=good)
+    return Fix(text="The grid cannot decide yet (see the follow-up).", known_good=good)

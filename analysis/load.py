@@ -58,7 +58,7 @@ def resolve_source(source: str | Path, tracking_uri: str | None = None) -> tuple
 
 
 def load_results(
-    source: str | Path | pd.DataFrame,
+    source: str | Path | pd.DataFrame | Sequence[str | Path],
     columns: Mapping[str, str] | None = None,
     *,
     tracking_uri: str | None = None,
@@ -69,8 +69,9 @@ def load_results(
 
     Args:
         source: A DataFrame; a ``.parquet``/``.csv``/``.tsv`` file with one row per trial; a
-            sweep directory (``trials.parquet`` and ``sweep.json``, see docs/CONTRACTS.md); or an
-            MLflow parent run as ``mlflow:<run_id>`` (or a bare run id with ``tracking_uri``).
+            sweep directory (``trials.parquet`` and ``sweep.json``, see docs/CONTRACTS.md); an
+            MLflow parent run as ``mlflow:<run_id>`` (or a bare run id with ``tracking_uri``);
+            or a list of these (a sweep and its follow-ups), read as one table.
         columns: Maps canonical column names to the table's own, e.g.
             ``{"seed": "random_state", "failed": "diverged"}``.
         tracking_uri: MLflow tracking URI (default: MLflow's own default / MLFLOW_TRACKING_URI).
@@ -87,10 +88,37 @@ def load_results(
     """
     if isinstance(source, pd.DataFrame):
         raw = source
+    elif isinstance(source, (list, tuple)):
+        raw = _combine([_read(*resolve_source(s, tracking_uri), tracking_uri) for s in source])
     else:
         kind, value = resolve_source(source, tracking_uri)
         raw = _read(kind, value, tracking_uri)
     return normalize_results(raw, columns=columns, group_by=group_by, success=success)
+
+
+def _combine(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Several results tables as one; trial ids that repeat get their sweep's name in front.
+
+    The first table names the result (sweep name, directory for figures, follow-up base).
+    """
+    if len(tables) == 1:
+        return tables[0]
+    ids = [t["trial_id"].astype(str) if "trial_id" in t else None for t in tables]
+    known = [i for i in ids if i is not None]
+    clash = len(known) > 1 and pd.concat(known).duplicated().any()
+    frames = []
+    for i, (table, own) in enumerate(zip(tables, ids, strict=True)):
+        frame = table.copy()
+        if clash and own is not None:
+            frame["trial_id"] = f"{table.attrs.get('sweep_name') or i}#{i}:" + own
+        frames.append(frame)
+    out = pd.concat(frames, ignore_index=True)
+    groups = [g for t in tables for g in t.attrs.get("group_columns", []) if g]
+    out.attrs.update(tables[0].attrs)
+    out.attrs["source"] = " + ".join(str(t.attrs.get("source", "?")) for t in tables)
+    if any("group_columns" in t.attrs for t in tables):
+        out.attrs["group_columns"] = list(dict.fromkeys(groups))
+    return out
 
 
 def _read(kind: str, value: str, tracking_uri: str | None) -> pd.DataFrame:

@@ -4,8 +4,10 @@ Canonical columns (after `normalize_results`): ``trial_id`` (str), ``seed``, ``i
 ``data_seed`` (int where the seeds are whole numbers, str otherwise), ``batch_size`` (int), ``lr``,
 ``g_lr``, ``d_lr`` (float, NaN when unknown), ``lr_key`` (str: the learning-rate level a trial is
 compared within), ``failed`` (bool), ``verdict`` (str: ``stable`` or the failure mode), ``errored``
-(bool: the trial raised or has no outcome; such rows are reported but not triaged) and
-``excluded_reason``. Every other column is kept as it was. ``table.attrs`` records the
+(bool: the trial raised or has no outcome), ``pruned`` (bool: a scheduler or pruner stopped it,
+status ``pruned``: its outcome is censored, neither a success nor a failure), ``excluded``
+(errored or pruned: reported, not triaged) and ``excluded_reason``. Every other column is kept as
+it was. ``table.attrs`` records the
 ``group_columns`` (other varied parameters), the ``lr_scaling`` found and where the table came from.
 """
 
@@ -49,11 +51,15 @@ _NOT_PARAMS = {
     "finished_at",
     "errored",
     "excluded_reason",
+    "excluded",
+    "pruned",
     "lr_key",
 }
 _SEED_LIKE = {"seed", "init_seed", "data_seed"}
 _LR_LIKE = {"lr", "g_lr", "d_lr", "train.g_lr", "train.d_lr", "train.lr"}
 _BATCH_LIKE = {"batch_size", "train.batch_size"}
+_MAX_BATCH = 2**31 - 1  # larger is no batch size, and int64 arithmetic on it would overflow
+_WHOLE = r"^[+-]?\d+(?:\.0*)?$"
 _TRUE = {"true", "1", "yes", "y", "t", "failed", "fail"}
 _FALSE = {"false", "0", "no", "n", "f", "ok", "success", "succeeded"}
 
@@ -95,9 +101,9 @@ def normalize_results(
     df["batch_size"] = _batch_sizes(df)
     lr_known = _learning_rates(df)
     _outcomes(df, {s.strip().lower() for s in success})
-    if not (~df["errored"]).any():
+    if not (~df["excluded"]).any():
         raise AnalysisInputError(
-            f"no trials with an outcome: all {len(df)} rows errored or have no outcome"
+            f"no trials with an outcome: all {len(df)} rows errored, were pruned or have no outcome"
         )
     groups = _group_columns(df, group_by, attrs.get("group_columns"))
     scaling = _lr_keys(df, groups, lr_known)
@@ -195,14 +201,16 @@ def _check_required(df: pd.DataFrame) -> None:
 
 
 def _seed_labels(values: pd.Series) -> pd.Series:
-    num = pd.to_numeric(values, errors="coerce")
+    """Whole numbers as Python ints (any size: a seed is a label), anything else as text."""
+    if pd.api.types.is_integer_dtype(values.dtype) and not values.isna().any():
+        return pd.Series(values.tolist(), index=values.index, dtype=object)  # the usual case
     present = values.notna()
-    if present.any() and num[present].notna().all():
-        whole = np.isclose(num[present] % 1, 0)
-        if whole.all():
-            return num.astype("Int64").astype(object).where(present, None)
     text = values.astype("string").str.strip()
-    return text.astype(object).where(present & (text != ""), None)
+    present &= text.notna() & (text != "")
+    if present.any() and text[present].str.fullmatch(_WHOLE).all():
+        ints = [int(t.split(".")[0]) if ok else None for t, ok in zip(text, present, strict=True)]
+        return pd.Series(ints, index=values.index, dtype=object)
+    return text.astype(object).where(present, None)
 
 
 def _seeds(df: pd.DataFrame) -> None:
@@ -225,7 +233,7 @@ def _seeds(df: pd.DataFrame) -> None:
         )
     # Seeds that are all whole numbers stay ints (sorted numerically); otherwise all strings.
     for name in ("seed", "init_seed", "data_seed"):
-        if not all(isinstance(v, (int, np.integer)) for v in df[name]):
+        if pd.api.types.infer_dtype(df[name], skipna=False) != "integer":
             df[name] = df[name].astype(str)
 
 
@@ -244,9 +252,12 @@ def _batch_sizes(df: pd.DataFrame) -> pd.Series:
             f"batch_size is empty in {int(num.isna().sum())} row(s), e.g. trial "
             f"{df.loc[num.isna(), 'trial_id'].iloc[0]!r}"
         )
-    if (num <= 0).any() or not np.allclose(num % 1, 0):
-        bad_value = num[(num <= 0) | ~np.isclose(num % 1, 0)].iloc[0]
-        raise AnalysisInputError(f"batch_size must be a positive whole number; got {bad_value:g}")
+    bad = (num <= 0) | (num > _MAX_BATCH) | ~np.isclose(num % 1, 0)
+    if bad.any():
+        raise AnalysisInputError(
+            f"batch_size must be a positive whole number up to {_MAX_BATCH}; got "
+            f"{num[bad].iloc[0]:g} (trial {df.loc[bad, 'trial_id'].iloc[0]})"
+        )
     return num.astype(np.int64)
 
 
@@ -259,8 +270,12 @@ def _numeric_lr(df: pd.DataFrame, name: str) -> pd.Series:
             f"{name} must be a number; got {raw[bad].iloc[0]!r} "
             f"(trial {df.loc[bad, 'trial_id'].iloc[0]})"
         )
-    if (num <= 0).any():
-        raise AnalysisInputError(f"{name} must be positive; got {num[num <= 0].iloc[0]:g}")
+    bad = (num <= 0) | np.isinf(num)
+    if bad.any():
+        raise AnalysisInputError(
+            f"{name} must be a finite positive number; got {num[bad].iloc[0]:g} "
+            f"(trial {df.loc[bad, 'trial_id'].iloc[0]})"
+        )
     return num.astype(float)
 
 
@@ -314,21 +329,27 @@ def _outcomes(df: pd.DataFrame, success: set[str]) -> None:
         else pd.Series(pd.NA, index=df.index, dtype="string")
     )
     errored = verdict.eq("error").fillna(False) | status.eq("error").fillna(False)
+    # Stopped by a scheduler or pruner: censored, whatever its verdict read when it stopped.
+    pruned = ~errored & (status.eq("pruned").fillna(False) | verdict.eq("pruned").fillna(False))
     if "failed" in df.columns:
         failed = _parse_failed(df)
     else:
         failed = (
             (~verdict.isin(success)).astype(object).where(verdict.notna() & (verdict != ""), None)
         )
-    no_outcome = failed.isna() & ~errored
+    no_outcome = failed.isna() & ~errored & ~pruned
     df["errored"] = (errored | no_outcome).astype(bool)
-    df["excluded_reason"] = np.where(errored, "error", np.where(no_outcome, "no outcome", None))
-    df["failed"] = failed.where(~df["errored"], False).astype(bool)
+    df["pruned"] = pruned.astype(bool)
+    df["excluded"] = df["errored"] | df["pruned"]
+    df["excluded_reason"] = np.select(
+        [errored, pruned, no_outcome], ["error", "pruned", "no outcome"], None
+    )
+    df["failed"] = failed.where(~df["excluded"], False).astype(bool)
     mode = verdict.where(verdict.notna() & (verdict != "") & ~verdict.isin(success), None)
-    df["verdict"] = np.where(
-        df["errored"],
-        "error",
-        np.where(df["failed"], mode.fillna("failed").astype(object), "stable"),
+    df["verdict"] = np.select(
+        [df["errored"], df["pruned"], df["failed"]],
+        ["error", "pruned", mode.fillna("failed").astype(object)],
+        "stable",
     )
 
 
@@ -350,7 +371,7 @@ def _group_columns(df: pd.DataFrame, group_by, recorded) -> list[str]:
             for c in df.columns
             if isinstance(c, str) and "." in c and "/" not in c and c not in skip
         ]
-    live = df.loc[~df["errored"]]
+    live = df.loc[~df["excluded"]]
     return [c for c in candidates if live[c].astype(str).nunique(dropna=False) > 1]
 
 
@@ -376,7 +397,7 @@ def _lr_keys(df: pd.DataFrame, groups: list[str], lr_known: bool) -> str:
     if not lr_known:
         df["lr_key"] = "n/a"
         return "none"
-    live = ~df["errored"]
+    live = ~df["excluded"]
     ref = float(df.loc[live, "batch_size"].min())
     ratio = df["batch_size"].astype(float) / ref
     best, best_count, best_vals = "none", None, None
@@ -388,7 +409,8 @@ def _lr_keys(df: pd.DataFrame, groups: list[str], lr_known: bool) -> str:
             best, best_count, best_vals = rule, count, (g, d)
     g, d = best_vals
     same = np.isclose(g, d, rtol=1e-9, atol=0)
-    label = np.where(same, g.map(_fmt_lr), "g " + g.map(_fmt_lr) + " / d " + d.map(_fmt_lr))
+    g_text, d_text = _lr_text(g), _lr_text(d)
+    label = np.where(same, g_text, "g " + g_text + " / d " + d_text)
     suffix = "" if best == "none" else f" at batch {int(ref)} ({best} scaling)"
     df["lr_key"] = pd.Series(label, index=df.index).astype(str) + suffix
     return best
@@ -399,6 +421,11 @@ def _round_sig(x: pd.Series, digits: int = 6) -> pd.Series:
     mag = np.floor(np.log10(np.abs(x.where(x != 0, 1.0))))
     scale = 10.0 ** (digits - 1 - mag)
     return np.round(x * scale) / scale
+
+
+def _lr_text(values: pd.Series) -> pd.Series:
+    """`_fmt_lr` of every value, formatting each distinct value once."""
+    return values.map({v: _fmt_lr(v) for v in values.unique()})
 
 
 def _fmt_lr(x: float) -> str:

@@ -11,11 +11,12 @@ import pandas as pd
 if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn: the CLI starts fast
     from matplotlib.figure import Figure
 
-__all__ = ["CAUSE_MARKS", "outcome_matrix", "heatmap_png", "loss_curves_png"]
+__all__ = ["CAUSE_MARKS", "outcome_matrix", "heatmap_png", "loss_curves_png", "table_rows"]
 
 CAUSE_MARKS = {"init": "I", "batch": "B", "both": "IB", "lr": "LR", "inconclusive": "?"}
 _COLORS = ["#4caf50", "#ffb74d", "#e53935"]  # success, mixed replicates, failure
 _ANNOTATE_MAX = 30  # seeds; beyond this cells are too small for text (the HTML table has them)
+_ROWS_DRAWN = 40  # beyond this many seeds the image keeps its height and drops the cell lines
 
 
 def outcome_matrix(panel_trials: pd.DataFrame, unit: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -34,9 +35,23 @@ def outcome_matrix(panel_trials: pd.DataFrame, unit: str) -> tuple[pd.DataFrame,
     ).astype(float)
     failed = panel_trials.loc[panel_trials["failed"], [unit, "batch_size", "cause"]]
     failed = failed.assign(mark=failed["cause"].map(CAUSE_MARKS).fillna("?"))
-    text = failed.groupby([unit, "batch_size"])["mark"].agg(lambda m: "/".join(sorted(set(m))))
+    failed = failed.drop_duplicates([unit, "batch_size", "mark"]).sort_values("mark")
+    text = failed.groupby([unit, "batch_size"])["mark"].agg("/".join)
     marks = text.unstack("batch_size").reindex(index=share.index, columns=share.columns)
     return share, marks.astype(object).fillna("")
+
+
+def table_rows(share: pd.DataFrame, limit: int) -> pd.Index:
+    """Rows (seeds) a table shows: all of them, or the first ``limit`` with a failure."""
+    if len(share) <= limit:
+        return share.index
+    failing = share.index[(share.fillna(0) > 0).any(axis=1).to_numpy()]
+    return failing[:limit]
+
+
+def _plain(text) -> str:
+    """Text from the data shown as written: a ``$`` would start matplotlib math text."""
+    return str(text).replace("$", r"\$")
 
 
 def _png(fig: Figure) -> bytes:
@@ -65,11 +80,12 @@ def _draw_heatmap(ax, share: pd.DataFrame, marks: pd.DataFrame, title: str) -> N
         interpolation="nearest",
     )
     thin = 1.0 if n_rows <= _ANNOTATE_MAX else 0.3
-    ax.hlines(np.arange(-0.5, n_rows), -0.5, n_cols - 0.5, colors="white", linewidth=thin)
+    if n_rows <= _ROWS_DRAWN:
+        ax.hlines(np.arange(-0.5, n_rows), -0.5, n_cols - 0.5, colors="white", linewidth=thin)
     ax.vlines(np.arange(-0.5, n_cols), -0.5, n_rows - 0.5, colors="white", linewidth=thin)
-    ax.set_xticks(range(n_cols), [str(c) for c in share.columns])
+    ax.set_xticks(range(n_cols), [_plain(c) for c in share.columns])
     ax.set_xlabel("batch size")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(_plain(title), fontsize=9)
     if n_rows <= _ANNOTATE_MAX:
         for (i, j), m in np.ndenumerate(marks.to_numpy()):
             if m:
@@ -98,7 +114,8 @@ def heatmap_png(panels: list, title: str, unit_word: str) -> bytes:
     n_rows = len(rows)
     widths = [0.6 + 0.55 * p[1].shape[1] for p in panels]
     # Fixed margins in inches instead of tight_layout, which costs more than the drawing.
-    width, height = sum(widths) + 0.35 * len(panels) + 2.2, 1.4 + 0.22 * max(n_rows, 3)
+    width = sum(widths) + 0.35 * len(panels) + 2.2
+    height = 1.4 + 0.22 * min(max(n_rows, 3), _ROWS_DRAWN)
     fig = Figure(figsize=(width, height))
     fig.subplots_adjust(
         left=0.75 / width,
@@ -112,11 +129,11 @@ def heatmap_png(panels: list, title: str, unit_word: str) -> bytes:
     )[0]
     for ax, (lr_title, share, marks) in zip(axes, panels, strict=True):
         _draw_heatmap(ax, share.reindex(rows), marks.reindex(rows).fillna(""), lr_title)
-    step = max(1, n_rows // 40)
-    axes[0].set_yticks(range(0, n_rows, step), [str(r) for r in rows[::step]])
-    axes[0].set_ylabel(unit_word)
+    step = max(1, n_rows // (40 if n_rows <= _ROWS_DRAWN else 16))
+    axes[0].set_yticks(range(0, n_rows, step), [_plain(r) for r in rows[::step]])
+    axes[0].set_ylabel(_plain(unit_word))
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(_plain(title), fontsize=10)
     legend = [
         Patch(color=_COLORS[0], label="succeeded"),
         Patch(color=_COLORS[2], label="failed"),
@@ -158,7 +175,7 @@ def loss_curves_png(epochs: pd.DataFrame, title: str, onset: float | None = None
         ax.axvline(onset, color="black", linestyle="--", linewidth=1, label=f"onset {onset:g}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(_plain(title), fontsize=9)
     ax.legend(fontsize=7, frameon=False)
     fig.subplots_adjust(left=0.14, right=0.97, bottom=0.18, top=0.88)
     return _png(fig)

@@ -11,20 +11,24 @@ from pathlib import Path
 import pandas as pd
 
 from analysis._fmt import fmt_num
+from analysis._sweepfile import render_sweep_file, yaml_loader
+from analysis.errors import AnalysisInputError
 from analysis.evidence import UNIT_WORDS
 from analysis.load import load_epochs
-from analysis.plots import heatmap_png, loss_curves_png, outcome_matrix
+from analysis.plots import heatmap_png, loss_curves_png, outcome_matrix, table_rows
 from analysis.triage import TriageResult
 
 __all__ = ["write_report", "experiment_log", "ReportData", "prepare_report", "triage_to_report"]
 
 _MAX_IMAGE_BYTES = 3_000_000
-_CURVES_MAX = 40  # failures that get loss curves and samples (the first, in table order)
+_CURVES_MAX = 40  # failure groups whose first trial gets loss curves and samples
+_TABLE_ROWS = 60  # seeds a heatmap table lists (the image shows them all)
 
 
 @dataclass
 class PanelView:
-    """One panel's outcome grid (seed x batch size at one LR) as numbers."""
+    """One panel's outcome grid (seed x batch size at one LR) as numbers, for the tables:
+    every seed, or at most `_TABLE_ROWS` of those with a failure (``hidden_rows`` left out)."""
 
     label: str
     lr_key: str
@@ -32,6 +36,7 @@ class PanelView:
     share: pd.DataFrame
     marks: pd.DataFrame
     failures: int
+    hidden_rows: int = 0
 
 
 @dataclass
@@ -45,7 +50,12 @@ class GroupView:
 
 @dataclass
 class ReportData:
-    """What the Markdown and HTML renderers draw from."""
+    """What the Markdown and HTML renderers draw from.
+
+    ``groups`` are the outcome heatmaps by group of other varied params; ``failures`` the
+    failure groups shown (each once, with its trials); ``curves`` and ``samples`` the figures
+    of one representative trial per shown failure group, by trial id.
+    """
 
     result: TriageResult
     title: str
@@ -77,27 +87,44 @@ def _tracking_url(row: dict) -> str:
 
 
 def _stability(row: dict) -> str:
+    if row["pruned"]:
+        return "✂️ pruned"
     if row["errored"]:
         return "⚠️ error" if row["excluded_reason"] == "error" else "⚠️ no outcome"
     return "✅ Stable" if not row["failed"] else f"❌ {row['verdict']}"
 
 
-def experiment_log(result: TriageResult) -> pd.DataFrame:
+def _note(r: dict, notes: dict) -> str:
+    if r["trial_id"] in notes:
+        return notes[r["trial_id"]]
+    if r["pruned"]:
+        return "not triaged: stopped by the scheduler or pruner (censored)"
+    if r["errored"]:
+        err = r.get("error")
+        return f"not triaged: {err[:160]}" if isinstance(err, str) and err else "not triaged"
+    return ""
+
+
+def experiment_log(result: TriageResult, limit: int | None = None) -> pd.DataFrame:
     """The guide's master experiment log, one row per trial.
+
+    Args:
+        result: The triage.
+        limit: Rows to build (the first, in table order); None: all.
 
     Returns:
         Columns Run, Date, Tracking URL, Batch, Epochs, Stability, D Loss, G Loss, Notes.
     """
-    notes = {d.trial_id: f"{d.cause} ({d.confidence:.2f}): {d.fix.text}" for d in result.diagnoses}
+    table = result.table if limit is None else result.table.head(limit)
+    shown = set(table["trial_id"])
+    notes = {
+        d.trial_id: f"{d.cause} ({d.confidence:.2f}, group {d.group}): {d.fix.text}"
+        for d in result.diagnoses
+        if d.trial_id in shown
+    }
     rows = []
-    for r in result.table.to_dict("records"):
-        err = r.get("error")
-        if r["trial_id"] in notes:
-            note = notes[r["trial_id"]]
-        elif r["errored"]:
-            note = f"not triaged: {err[:160]}" if isinstance(err, str) and err else "not triaged"
-        else:
-            note = ""
+    for r in table.to_dict("records"):
+        note = _note(r, notes)
         started = r.get("started_at")
         rows.append(
             {
@@ -115,9 +142,9 @@ def experiment_log(result: TriageResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _group_views(result: TriageResult, max_panels: int) -> tuple[list, int]:
+def _heatmap_views(result: TriageResult, max_panels: int) -> tuple[list, int]:
     """Heatmaps by group, the groups with the most failures first, up to ``max_panels`` panels."""
-    live = result.table.loc[~result.table["errored"]]
+    live = result.table.loc[~result.table["excluded"]]
     unit = "init_seed" if result.settings.get("seed_streams_separated") else "seed"
     word = UNIT_WORDS[unit]
     panels = live.groupby("panel").agg(
@@ -132,11 +159,23 @@ def _group_views(result: TriageResult, max_panels: int) -> tuple[list, int]:
         members = panels[panels["group"] == group]
         if shown + len(members) > max_panels and views:
             break
-        items = []
+        items, figure = [], []
+        by_panel = dict(tuple(live[live["panel"].isin(members.index)].groupby("panel")))
         for panel, row in members.iterrows():
-            share, marks = outcome_matrix(live[live["panel"] == panel], unit)
-            items.append(PanelView(row["label"], row["lr"], word, share, marks, int(row["fails"])))
-        figure = [(f"lr {p.lr_key}", p.share, p.marks) for p in items]
+            share, marks = outcome_matrix(by_panel[panel], unit)
+            figure.append((f"lr {row['lr']}", share, marks))
+            rows = table_rows(share, _TABLE_ROWS)
+            items.append(
+                PanelView(
+                    row["label"],
+                    row["lr"],
+                    word,
+                    share.loc[rows],
+                    marks.loc[rows],
+                    int(row["fails"]),
+                    len(share) - len(rows),
+                )
+            )
         views.append(GroupView(group, heatmap_png(figure, group, word), items))
         shown += len(items)
     return views, len(panels) - shown
@@ -172,12 +211,17 @@ def _samples(sweep_dir, trial_id: str) -> bytes | None:
     return None
 
 
+def _representatives(groups: list) -> list[str]:
+    """One trial per shown failure group (its first), for loss curves and samples."""
+    return [g.trials[0] for g in groups[:_CURVES_MAX]]
+
+
 def prepare_report(
     result: TriageResult,
     sweep_dir=None,
     *,
-    max_failures: int = 200,
-    max_panels: int = 24,
+    max_groups: int = 200,
+    max_panels: int = 12,
     max_log_rows: int = 2000,
 ) -> ReportData:
     """Gather figures, curves and samples for the renderers.
@@ -186,7 +230,7 @@ def prepare_report(
         result: The triage.
         sweep_dir: Sweep directory with epochs.parquet and trials/<id>/samples.png (default:
             the one the table was loaded from, if any).
-        max_failures: Failures detailed in the report (all are in triage.json).
+        max_groups: Failure groups detailed in the report (all are in triage.json).
         max_panels: Panels drawn as heatmaps (those with the most failures).
         max_log_rows: Rows of the experiment log shown.
 
@@ -194,30 +238,30 @@ def prepare_report(
         The `ReportData`.
     """
     sweep_dir = sweep_dir or result.table.attrs.get("sweep_dir")
-    groups, hidden_panels = _group_views(result, max_panels)
-    shown = result.diagnoses[:max_failures]
+    heatmaps, hidden_panels = _heatmap_views(result, max_panels)
+    shown = result.groups[:max_groups]
     data = ReportData(
         result=result,
         title=str(result.table.attrs.get("sweep_name") or "sweep"),
-        groups=groups,
+        groups=heatmaps,
         hidden_panels=hidden_panels,
         failures=shown,
-        hidden_failures=len(result.diagnoses) - len(shown),
+        hidden_failures=len(result.groups) - len(shown),
     )
-    ids = [d.trial_id for d in shown[:_CURVES_MAX]]
+    ids = _representatives(shown)
+    onset = {d.trial_id: d.onset_epoch for d in result.diagnoses}
     epochs = _epochs_for(result, sweep_dir, ids, data.notes)
-    for d in shown[:_CURVES_MAX]:
-        if epochs is not None and len(epochs):
-            png = loss_curves_png(
-                epochs[epochs["trial_id"] == d.trial_id], d.trial_id, d.onset_epoch
-            )
+    by_trial = dict(tuple(epochs.groupby("trial_id"))) if epochs is not None and len(epochs) else {}
+    for trial_id in ids:
+        if trial_id in by_trial:
+            png = loss_curves_png(by_trial[trial_id], trial_id, onset.get(trial_id))
             if png:
-                data.curves[d.trial_id] = png
-        sample = _samples(sweep_dir, d.trial_id)
+                data.curves[trial_id] = png
+        sample = _samples(sweep_dir, trial_id)
         if sample:
-            data.samples[d.trial_id] = sample
-    log = experiment_log(result)
-    data.log, data.hidden_log = log.head(max_log_rows), max(0, len(log) - max_log_rows)
+            data.samples[trial_id] = sample
+    data.log = experiment_log(result, max_log_rows)
+    data.hidden_log = max(0, len(result.table) - max_log_rows)
     return data
 
 
@@ -226,57 +270,101 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+def _out_dir(out_dir) -> Path:
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise AnalysisInputError(f"--out {out}: exists and is not a directory; give a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AnalysisInputError(f"--out {out}: cannot create the directory ({exc})") from exc
+    return out
+
+
 def write_report(result: TriageResult, out_dir, sweep_dir=None, **limits) -> dict[str, Path]:
-    """Write triage.json, report.md, report.html and one YAML file per follow-up sweep.
+    """Write triage.json, report.md, report.html and one sweep file per follow-up.
 
     Args:
         result: The triage.
         out_dir: Directory to write into (created).
-        sweep_dir: Sweep directory for loss curves and samples (default: the table's own).
-        **limits: ``max_failures``, ``max_panels``, ``max_log_rows`` for `prepare_report`.
+        sweep_dir: Sweep directory for loss curves, samples and the sweep file the follow-ups
+            are based on (default: the table's own).
+        **limits: ``max_groups``, ``max_panels``, ``max_log_rows`` for `prepare_report`.
 
     Returns:
         Paths by kind: ``json``, ``markdown``, ``html`` and ``followup_<i>``.
+
+    Raises:
+        AnalysisInputError: ``out_dir`` is a file or cannot be written.
     """
     from analysis._html import render_html
     from analysis._markdown import render_markdown
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _out_dir(out_dir)
+    sweep_dir = sweep_dir or result.table.attrs.get("sweep_dir")
     data = prepare_report(result, sweep_dir, **limits)
+    files = _followup_files(result, sweep_dir)
+    if files and not _sweep_file(sweep_dir) and not result.table.attrs.get("base_params"):
+        data.notes.append(
+            "The follow-up sweep files have an empty base: (this table does not say how its "
+            "runs were configured): fill in the original run config before running them."
+        )
     paths = {
         "json": out / "triage.json",
         "markdown": out / "report.md",
         "html": out / "report.html",
     }
-    paths["json"].write_text(json.dumps(result.to_dict(), indent=2, default=_json_default) + "\n")
-    paths["markdown"].write_text(render_markdown(data))
-    paths["html"].write_text(render_html(data))
-    sweep_file = Path(sweep_dir) / "sweep.yaml" if sweep_dir is not None else None
-    for plan in result.followups:
-        path = out / f"followup_{plan.index}.yaml"
-        path.write_text(_followup_file(plan, sweep_file))
-        paths[f"followup_{plan.index}"] = path
+    try:
+        paths["json"].write_text(_json_text(result.to_dict()))
+        paths["markdown"].write_text(render_markdown(data))
+        paths["html"].write_text(render_html(data))
+        for index, text in files.items():
+            path = out / f"followup_{index}.yaml"
+            path.write_text(text)
+            paths[f"followup_{index}"] = path
+    except OSError as exc:
+        raise AnalysisInputError(f"--out {out}: cannot write the report ({exc})") from exc
     return paths
 
 
-def _followup_file(plan, sweep_file: Path | None) -> str:
-    """The follow-up as a complete sweep file when the sweep's own file is known, else its grid.
-
-    The complete file is the original sweep with its name suffixed and its grid replaced, so
-    `gansweep run followup_<i>.yaml` runs it as it stands.
-    """
-    if sweep_file is None or not sweep_file.is_file():
-        return plan.yaml
+def _sweep_file(sweep_dir) -> dict | None:
+    """The sweep directory's own sweep.yaml, parsed, when there is a valid one."""
+    if sweep_dir is None:
+        return None
+    path = Path(sweep_dir) / "sweep.yaml"
+    if not path.is_file():
+        return None
     import yaml
 
-    sweep = yaml.safe_load(sweep_file.read_text())
-    if not isinstance(sweep, dict):
-        return plan.yaml
-    sweep["name"] = f"{sweep.get('name', 'sweep')}-followup-{plan.index}"
-    sweep["grid"] = plan.grid
-    header = "".join(line + "\n" for line in plan.yaml.splitlines() if line.startswith("#"))
-    return header + yaml.safe_dump(sweep, sort_keys=False, default_flow_style=None)
+    try:
+        doc = yaml.load(path.read_text(), Loader=yaml_loader())  # noqa: S506 - a SafeLoader
+    except (OSError, yaml.YAMLError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _followup_files(result: TriageResult, sweep_dir) -> dict[int, str]:
+    """Each follow-up as a complete sweep file: the sweep's own file with the new grid, else a
+    file whose base comes from the trials' shared config (MLflow) or is marked to fill in."""
+    sweep = _sweep_file(sweep_dir)
+    name = (sweep or {}).get("name") or result.table.attrs.get("sweep_name") or "sweep"
+    base = result.table.attrs.get("base_params")
+    return {p.index: render_sweep_file(p, str(name), sweep, base) for p in result.followups}
+
+
+def _json_text(doc: dict) -> str:
+    """Indented JSON, except one line per failure and per excluded trial (a 100k-trial sweep
+    stays a few MB)."""
+    rows = {k: doc.pop(k) for k in ("failures", "excluded")}
+    head = json.dumps(doc, indent=1, default=_json_default, allow_nan=False)
+    parts = [head[: head.rstrip().rfind("}")].rstrip()]
+    for key, items in rows.items():
+        lines = ",\n  ".join(
+            json.dumps(x, separators=(",", ":"), default=_json_default, allow_nan=False)
+            for x in items
+        )
+        parts.append(f',\n "{key}": [\n  {lines}\n ]' if items else f',\n "{key}": []')
+    return "".join(parts) + "\n}\n"
 
 
 def _json_default(obj):
@@ -302,7 +390,8 @@ def triage_to_report(
     ``gansweep run`` do).
 
     Args:
-        source: Anything `analysis.load_results` reads (table, file, sweep dir, mlflow:<id>).
+        source: Anything `analysis.load_results` reads (table, file, sweep dir, mlflow:<id>),
+            or a list of them (e.g. a sweep and its follow-up), triaged together.
         out_dir: Directory for triage.json, report.md, report.html and the follow-ups.
         tracking_uri: MLflow tracking URI for an MLflow source.
         columns: Canonical name -> column name mapping.
@@ -320,8 +409,9 @@ def triage_to_report(
     from analysis.load import load_results
     from analysis.triage import triage
 
+    out = _out_dir(out_dir) if Path(out_dir).exists() else None  # refuse a file before working
     table = load_results(
         source, columns, tracking_uri=tracking_uri, group_by=group_by, success=success
     )
     result = triage(table, target_confidence=target_confidence)
-    return result, write_report(result, out_dir, sweep_dir=sweep_dir)
+    return result, write_report(result, out or out_dir, sweep_dir=sweep_dir)

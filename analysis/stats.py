@@ -1,4 +1,5 @@
-"""Count-based tests behind the triage: Fisher's exact test and the Cochran-Armitage trend test.
+"""Count-based tests behind the sweep-level findings: Fisher's exact test, Holm's adjustment and
+the Cochran-Armitage trend test.
 
 Everything here is vectorised over numpy arrays, so that 10,000 trials cost a handful of calls.
 """
@@ -13,7 +14,6 @@ import pandas as pd
 __all__ = [
     "fisher_greater",
     "fisher_from_counts",
-    "stratified_exact_greater",
     "TrendTest",
     "cochran_armitage",
     "trend_by_stratum",
@@ -61,53 +61,6 @@ def fisher_from_counts(k1, n1, k2, n2) -> np.ndarray:
     """
     k1, n1, k2, n2 = (np.asarray(x, dtype=np.int64) for x in (k1, n1, k2, n2))
     return fisher_greater(k1, n1 - k1, k2, n2 - k2)
-
-
-def stratified_exact_greater(n, k, col_n, col_k) -> np.ndarray:
-    """Exact one-sided test that one group fails more than the rest, stratified.
-
-    In each stratum j the group has ``n[:, j]`` runs with ``k[:, j]`` failures, out of
-    ``col_n[:, j]`` runs with ``col_k[:, j]`` failures in the whole stratum. Conditional on every
-    stratum's margins, the group's failure count in a stratum is hypergeometric; the p-value is
-    P(sum over strata >= observed sum), from the exact convolution of those distributions (the
-    exact version of the Cochran-Mantel-Haenszel test). A stratum where everything failed (or
-    nothing did) carries no information and changes nothing.
-
-    Args:
-        n: Group runs per stratum, shape (tests, strata); 0 pads unused strata.
-        k: Group failures per stratum.
-        col_n: Runs per stratum, group included.
-        col_k: Failures per stratum, group included.
-
-    Returns:
-        One p-value per row; 1 where the group has no runs.
-    """
-    n, k, col_n, col_k = (np.asarray(x, dtype=np.int64) for x in (n, k, col_n, col_k))
-    tests, strata = n.shape
-    top = int(n.max(initial=0))
-    ys = np.arange(top + 1)
-    total = np.zeros((tests, int(n.sum(axis=1).max(initial=0)) + 1))
-    total[:, 0] = 1.0
-    for j in range(strata):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            pmf = _scipy_stats().hypergeom.pmf(
-                ys[None, :],
-                np.maximum(col_n[:, j : j + 1], 1),
-                col_k[:, j : j + 1],
-                n[:, j : j + 1],
-            )
-        pmf = np.where(n[:, j : j + 1] == 0, (ys[None, :] == 0).astype(float), np.nan_to_num(pmf))
-        shifted = np.zeros_like(total)
-        for y in ys:
-            if y == 0:
-                shifted += total * pmf[:, :1]
-            else:
-                shifted[:, y:] += total[:, :-y] * pmf[:, y : y + 1]
-        total = shifted
-    observed = k.sum(axis=1)
-    tail = np.cumsum(total[:, ::-1], axis=1)[:, ::-1]  # tail[:, x] = P(X >= x)
-    p = tail[np.arange(tests), np.minimum(observed, tail.shape[1] - 1)]
-    return np.clip(np.where(n.sum(axis=1) == 0, 1.0, p), 0.0, 1.0)
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,17 @@ def format_summary(result: TriageResult, max_actions: int = 5) -> str:
     Returns:
         Plain text, at most about 30 lines, 100 columns.
     """
-    lines = [result.summary, "", f"{'cause':<14}{'failed':>7}{'mean conf':>11}"]
+    lines = [result.summary, "", f"{'cause':<14}{'failed':>7}{'mean conf':>11}{'groups':>8}"]
     for cause, n in result.cause_counts.items():
         conf = [d.confidence for d in result.diagnoses if d.cause == cause]
         mean = f"{sum(conf) / len(conf):.2f}" if conf else "-"
-        lines.append(f"{cause:<14}{n:>7}{mean:>11}")
+        groups = sum(g.cause == cause for g in result.groups)
+        lines.append(f"{cause:<14}{n:>7}{mean:>11}{groups:>8}")
+    if result.n_pruned or result.n_errored:
+        lines.append(
+            f"{'pruned':<14}{result.n_pruned:>7}  (censored: stopped by a scheduler or pruner)"
+        )
+        lines.append(f"{'errored':<14}{result.n_errored:>7}  (not triaged)")
     rates = result.findings.by_factor["batch_size"]
     lines += ["", f"{'batch size':<14}{'runs':>7}{'failed':>8}{'rate':>7}"]
     for row in rates.itertuples(index=False):

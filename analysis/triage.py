@@ -10,21 +10,31 @@ import numpy as np
 import pandas as pd
 
 from analysis import causes
-from analysis._fmt import p_eq, units_phrase, values_phrase
-from analysis.evidence import UNIT_WORDS, GridContext, build_context, trial_evidence
+from analysis._fmt import p_eq
+from analysis.evidence import UNIT_WORDS, build_contexts
 from analysis.findings import Findings, compute_findings
-from analysis.fixes import Fix, describe_batches, trial_fix
-from analysis.followup import FollowUp, plan_followups
-from analysis.grid import add_panels, panel_table, trial_counts
+from analysis.followup import plan_followups
+from analysis.grid import add_panels, panel_table
+from analysis.groups import (
+    FailureGroup,
+    KnownGood,
+    group_failures,
+    known_good,
+    known_good_actions,
+    with_followup,
+)
+from analysis.model import PRIORS, Priors, failure_probabilities, fit_layout
 from analysis.normalize import DEFAULT_SUCCESS, normalize_results
 
 __all__ = ["Diagnosis", "TriageResult", "triage"]
 
 _COUNT_ORDER = ("init", "batch", "both", "lr", "inconclusive")
+_PROB_KEYS = ("init", "batch", "both", "lr", "chance", "shared")
 _INFO = (
     "trial_id",
     "panel",
     "panel_label",
+    "group_key",
     "seed",
     "init_seed",
     "data_seed",
@@ -34,9 +44,6 @@ _INFO = (
     "d_lr",
     "verdict",
     "onset_epoch",
-    "final/loss/d",
-    "final/d/accuracy",
-    "final/g/accuracy",
 )
 
 
@@ -49,17 +56,20 @@ class Diagnosis:
         params: Its seed(s), batch size, learning rate(s) and other varied params.
         failure_mode: Its verdict (``mode_collapse``, ``diverged``, ...; ``failed`` if unknown).
         cause: ``init``, ``batch``, ``both``, ``lr`` or ``inconclusive``.
-        confidence: 1 - the largest p-value among the tests defining the cause (see
-            `analysis.causes`); for ``inconclusive``, that of the strongest candidate.
-        confidence_label: ``high``, ``medium`` or ``low``.
-        best_guess: The strongest candidate cause (differs from ``cause`` when inconclusive).
-        seed_stream: For seed-related causes: ``init`` or ``data`` when the sweep varied init and
-            data seeds independently, ``seed`` when one seed set both; else None.
-        scores: Confidence of every candidate cause.
-        tests: The Fisher p-values behind them.
-        evidence: Sentences a person can check against the grid.
-        fix: What to do.
+        confidence: The posterior probability that ``best_guess`` is the cause (for a decided
+            trial: that the stated cause is right; see `analysis.causes`).
+        confidence_label: ``high`` (>= 0.97), ``medium`` (>= 0.9) or ``low``; ``none`` when
+            inconclusive.
+        best_guess: The likeliest cause, also when inconclusive.
+        seed_stream: For seed causes: ``init`` or ``data`` when the sweep varied init and data
+            seeds independently, ``seed`` when one seed set both; else None.
+        probabilities: Posterior probability of init, batch, both, lr, chance and shared
+            (everything at the only LR tried failed).
+        group: Index of its `analysis.groups.FailureGroup` (evidence and fix live there).
+        evidence: The group's evidence sentences.
+        fix: The group's fix.
         panel: The LR and other varied params it was compared within.
+        onset_epoch: Epoch its failure began, when known.
     """
 
     trial_id: str
@@ -70,16 +80,40 @@ class Diagnosis:
     confidence_label: str
     best_guess: str | None
     seed_stream: str | None
-    scores: dict
-    tests: dict
+    probabilities: dict
+    group: int
     evidence: list
-    fix: Fix
+    fix: object
     panel: str
     onset_epoch: float | None = None
 
     def to_dict(self) -> dict:
-        """JSON-ready dict."""
-        return _jsonable(asdict(self))
+        """JSON-ready dict, compact: the group holds the shared evidence and fix; seeds equal to
+        ``seed``, a best guess equal to the cause, probabilities under 0.001 (all of them when
+        only the cause's is left) and unknown fields are left out."""
+        params = {
+            k: v
+            for k, v in self.params.items()
+            if k not in ("init_seed", "data_seed") or v != self.params["seed"]
+        }
+        out = {
+            "trial_id": self.trial_id,
+            "params": _jsonable(params),
+            "failure_mode": self.failure_mode,
+            "cause": self.cause,
+            "confidence": self.confidence,
+            "group": self.group,
+        }
+        if self.cause == "inconclusive":
+            out["best_guess"] = self.best_guess
+        probs = {k: v for k, v in self.probabilities.items() if v >= 0.001}
+        if len(probs) > 1:  # else the confidence says it all
+            out["probabilities"] = probs
+        if self.seed_stream:
+            out["seed_stream"] = self.seed_stream
+        if self.onset_epoch is not None:
+            out["onset_epoch"] = self.onset_epoch
+        return out
 
 
 @dataclass(frozen=True)
@@ -87,18 +121,22 @@ class TriageResult:
     """Everything `triage` found, ready for `analysis.write_report`.
 
     Attributes:
-        table: The normalised trials (errored ones included) with ``panel``, ``cause`` and
+        table: The normalised trials (excluded ones included) with ``panel``, ``cause`` and
             ``confidence`` columns (NaN for trials that did not fail).
         diagnoses: One per failed trial, in table order.
+        groups: Failures sharing cause, evidence and fix (decided causes first).
+        known_good: What worked, per group and LR.
         findings: Sweep-level findings.
-        actions: Recommended actions, most failures first.
-        followups: Follow-up grids for what could not be decided.
+        actions: Recommended actions: known-good settings, follow-ups, then each group's fix.
+        followups: Follow-up sweeps for what could not be decided.
         summary: One line: failures, causes, the batch trend.
         settings: How the triage ran (group columns, LR scaling, seed streams, thresholds).
     """
 
     table: pd.DataFrame
     diagnoses: list
+    groups: list
+    known_good: list
     findings: Findings
     actions: list
     followups: list
@@ -109,14 +147,14 @@ class TriageResult:
     def cause_counts(self) -> dict:
         """Failed trials per cause, every cause listed."""
         counts = dict.fromkeys(_COUNT_ORDER, 0)
-        for d in self.diagnoses:
-            counts[d.cause] += 1
+        for g in self.groups:
+            counts[g.cause] += len(g.trials)
         return counts
 
     @property
     def n_trials(self) -> int:
-        """Trials with an outcome (errored ones excluded)."""
-        return int((~self.table["errored"]).sum())
+        """Trials with an outcome (errored and pruned ones excluded)."""
+        return int((~self.table["excluded"]).sum())
 
     @property
     def n_failed(self) -> int:
@@ -128,6 +166,11 @@ class TriageResult:
         """Trials that raised or had no outcome (not triaged)."""
         return int(self.table["errored"].sum())
 
+    @property
+    def n_pruned(self) -> int:
+        """Trials a scheduler or pruner stopped (censored: neither success nor failure)."""
+        return int(self.table["pruned"].sum())
+
     def frame(self) -> pd.DataFrame:
         """The diagnoses as a flat table (one row per failed trial)."""
         rows = [
@@ -138,7 +181,9 @@ class TriageResult:
                 "cause": d.cause,
                 "confidence": d.confidence,
                 "confidence_label": d.confidence_label,
+                "best_guess": d.best_guess,
                 "seed_stream": d.seed_stream,
+                "group": d.group,
                 "panel": d.panel,
                 "fix": d.fix.text,
             }
@@ -151,7 +196,7 @@ class TriageResult:
         f = self.findings
         return _jsonable(
             {
-                "schema": "gansweep.triage/1",
+                "schema": "gansweep.triage/2",
                 "source": self.table.attrs.get("source"),
                 "sweep": self.table.attrs.get("sweep_name"),
                 "summary": self.summary,
@@ -159,9 +204,14 @@ class TriageResult:
                     "trials": self.n_trials,
                     "failed": self.n_failed,
                     "errored": self.n_errored,
+                    "pruned": self.n_pruned,
                     "by_cause": self.cause_counts,
                 },
-                "failures": [d.to_dict() for d in self.diagnoses],
+                "actions": self.actions,
+                "known_good": [asdict(k) for k in self.known_good],
+                "followups": [p.to_dict() for p in self.followups],
+                "groups": [g.to_dict() for g in self.groups],
+                "failures": _Raw([d.to_dict() for d in self.diagnoses]),
                 "findings": {
                     "failure_rate": {k: v.to_dict("records") for k, v in f.by_factor.items()},
                     "batch_trend": {
@@ -176,24 +226,27 @@ class TriageResult:
                     "collapse_matches": f.collapse_matches,
                     "collapse_matches_failed": f.collapse_failed,
                 },
-                "actions": self.actions,
-                "followups": [asdict(p) for p in self.followups],
-                "errored": self.table.loc[self.table["errored"], ["trial_id", "excluded_reason"]]
-                .assign(error=self._errors())
-                .to_dict("records"),
+                "excluded": self.excluded_rows(),
                 "settings": self.settings,
                 "method": causes.__doc__.split("How confidence is computed")[-1].strip(),
             }
         )
 
-    def _errors(self) -> list:
-        rows = self.table.loc[self.table["errored"]]
-        if "error" not in rows.columns:
-            return [None] * len(rows)
-        return [None if pd.isna(e) else str(e) for e in rows["error"]]
+    def excluded_rows(self) -> list[dict]:
+        """Errored and pruned trials: id, reason, error, epochs run."""
+        rows = self.table.loc[self.table["excluded"]]
+        cols = [c for c in ("trial_id", "excluded_reason", "error", "epochs_run") if c in rows]
+        out = rows[cols].astype(object).where(rows[cols].notna(), None)
+        return out.rename(columns={"excluded_reason": "reason"}).to_dict("records")
+
+
+class _Raw(list):
+    """Already JSON-ready: `_jsonable` passes it through (a 100k-trial sweep's failures)."""
 
 
 def _jsonable(obj):
+    if isinstance(obj, _Raw):
+        return obj
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -216,48 +269,11 @@ def _separated(live: pd.DataFrame) -> bool:
     return n_init > 1 and n_data > 1 and len(pairs) > max(n_init, n_data)
 
 
-def _decide_all(
-    live: pd.DataFrame, panels: pd.DataFrame, units: list[str], groups: list[str]
-) -> pd.DataFrame:
-    frames = {}
-    for unit in units:
-        counts = trial_counts(live, unit, panels)
-        frame = counts.join(causes.decide(counts))
-        frame["ctx_unit"] = unit
-        frame["unit"] = live.loc[frame.index, unit]
-        frames[unit] = frame
-    if len(units) == 1:
-        chosen = frames[units[0]]
-        other_conf = pd.Series(np.nan, index=chosen.index)
-        other_cause = pd.Series(None, index=chosen.index, dtype=object)
-    else:
-        a, b = frames[units[0]], frames[units[1]]
-        use_b = b["confidence"] > a["confidence"]
-        chosen = a.where(~use_b, b)
-        other_conf = b["confidence"].where(~use_b, a["confidence"])
-        other_cause = b["best_guess"].where(~use_b, a["best_guess"])
-    chosen = chosen.copy()
-    chosen["other_confidence"], chosen["other_best"] = other_conf, other_cause
-    info = [c for c in (*_INFO, *groups) if c in live.columns]
-    return chosen.join(live.loc[chosen.index, info].rename(columns={"verdict": "failure_mode"}))
-
-
-def _stream(cause: str, unit: str, separated: bool) -> str | None:
-    if cause not in ("init", "both"):
-        return None
-    if not separated:
-        return "seed"
-    return "init" if unit == "init_seed" else "data"
-
-
-def _other_sentence(t: dict, separated: bool) -> str | None:
-    if not separated:
-        return None
-    other = "data seed" if t["ctx_unit"] == "init_seed" else "init seed"
-    mine = UNIT_WORDS[t["ctx_unit"]]
-    return (
-        f"Laid out by {other} instead, the strongest cause is {t['other_best']} at "
-        f"{t['other_confidence']:.2f} (by {mine}: {t['best_guess']} at {t['confidence']:.2f})."
+def _stream(frame: pd.DataFrame, separated: bool) -> pd.Series:
+    seedish = frame["best_guess"].isin(["init", "both"])
+    names = np.where(frame["ctx_unit"] == "init_seed", "init", "data") if separated else "seed"
+    return pd.Series(np.where(seedish, names, ""), index=frame.index, dtype=object).replace(
+        "", None
     )
 
 
@@ -278,52 +294,43 @@ def _params(t: dict, groups: list[str]) -> dict:
     return params
 
 
-def _diagnose(t: dict, ctx: GridContext, separated: bool, groups: list[str]) -> Diagnosis:
-    onset = t.get("onset_epoch")
-    onset = float(onset) if isinstance(onset, (int, float)) and math.isfinite(onset) else None
-    conf = float(t["confidence"])
-    return Diagnosis(
-        trial_id=str(t["trial_id"]),
-        params=_params(t, groups),
-        failure_mode=str(t["failure_mode"]),
-        cause=t["cause"],
-        confidence=round(conf, 4),
-        confidence_label=causes.confidence_label(conf) if t["cause"] != "inconclusive" else "none",
-        best_guess=t["best_guess"] if conf > 0 else None,
-        seed_stream=_stream(t["cause"], t["ctx_unit"], separated),
-        scores={c: round(float(t[f"score_{c}"]), 4) for c in ("init", "batch", "both", "lr")},
-        tests={
-            k: float(t[k])
-            for k in ("p_seed_elsewhere", "p_seed_here", "p_batch", "p_seed_step", "p_lr")
-        },
-        evidence=trial_evidence(ctx, t, _other_sentence(t, separated)),
-        fix=trial_fix(ctx, t, separated),
-        panel=str(t["panel_label"]),
-        onset_epoch=onset,
+def _diagnoses(frame: pd.DataFrame, groups: list[FailureGroup], names: list[str]) -> list:
+    by_index = {g.index: g for g in groups}
+    probs = frame[[f"prob_{k}" for k in _PROB_KEYS]].to_numpy().round(4).tolist()
+    onset = (
+        frame["onset_epoch"].astype(float).tolist()
+        if "onset_epoch" in frame
+        else [math.nan] * len(frame)
     )
-
-
-_PURPOSE = {
-    "decide": "more seeds and batch sizes decide it.",
-    "streams": "init seed x data seed tells chance from an unlucky data order.",
-    "lr": "everything failed at the only LR tried; lower LRs tell whether the LR is the cause.",
-}
-
-
-def _with_followup(d: Diagnosis, owner: dict, plans: list[FollowUp]) -> Diagnosis:
-    index = owner.get(d.trial_id)
-    if index is None:
-        return d
-    plan = plans[index - 1]
-    if d.cause == "inconclusive":
-        text = (
-            f"Run follow-up {index} ({plan.runs} runs, {plan.new_runs} new): "
-            + _PURPOSE[plan.purpose]
+    cols = ["trial_id", "failure_mode", "cause", "confidence", "best_guess", "seed_stream"]
+    cols += ["group", "panel_label", "seed", "init_seed", "data_seed", "batch_size", "g_lr"]
+    cols += ["d_lr", *names]
+    columns = {c: frame[c].tolist() for c in cols}
+    out = []
+    for i in range(len(frame)):
+        t = {c: v[i] for c, v in columns.items()}
+        g = by_index[t["group"]]
+        conf = float(t["confidence"])
+        label = "none" if t["cause"] == "inconclusive" else causes.confidence_label(conf)
+        out.append(
+            Diagnosis(
+                trial_id=str(t["trial_id"]),
+                params=_params(t, names),
+                failure_mode=str(t["failure_mode"]),
+                cause=t["cause"],
+                confidence=round(conf, 4),
+                confidence_label=label,
+                best_guess=t["best_guess"],
+                seed_stream=t["seed_stream"],
+                probabilities=dict(zip(_PROB_KEYS, probs[i], strict=True)),
+                group=g.index,
+                evidence=g.evidence,
+                fix=g.fix,
+                panel=str(t["panel_label"]),
+                onset_epoch=onset[i] if math.isfinite(onset[i]) else None,
+            )
         )
-    else:
-        text = d.fix.text + f" Follow-up {index} ({plan.runs} runs) separates init from data order."
-    fix = Fix(**{**asdict(d.fix), "text": text, "followup": index})
-    return Diagnosis(**{**{f: getattr(d, f) for f in d.__dataclass_fields__}, "fix": fix})
+    return out
 
 
 def triage(
@@ -333,15 +340,16 @@ def triage(
     group_by: Sequence[str] | None = None,
     success: Sequence[str] = DEFAULT_SUCCESS,
     target_confidence: float = 0.9,
+    priors: Priors = PRIORS,
 ) -> TriageResult:
     """Decide why each failed trial failed and what to do, from a results table alone.
 
-    Trials are compared within panels: the same learning rate and the same values of the other
-    varied parameters. Causes and confidences are explained in `analysis.causes`: each cause
-    is a conjunction of one-sided Fisher exact tests on the grid's counts, and its confidence is
-    1 - the largest p-value (an intersection-union test), so 2 seeds cannot be as sure as 10.
-    When the sweep varied ``init_seed`` and ``data_seed`` independently, the grid is laid out by
-    each in turn and the stronger explanation names the stream (unlucky init or data order).
+    Trials are compared within groups (the same values of the other varied parameters) by a
+    model of the seed x LR x batch-size grid (`analysis.model`); a failure's cause is the
+    posterior category of its cell and its confidence that category's posterior probability
+    (`analysis.causes`). When the sweep varied ``init_seed`` and ``data_seed`` independently,
+    the grid is laid out by each and the layouts are averaged by their evidence, which names
+    the stream (unlucky initialisation or data order).
 
     Args:
         table: Results, raw (normalised here) or from `analysis.load_results`.
@@ -349,7 +357,8 @@ def triage(
         group_by: Other varied parameters to compare within (default: see
             `analysis.normalize_results`).
         success: Verdicts that count as success.
-        target_confidence: Confidence the follow-up sweeps are sized to make reachable.
+        target_confidence: Confidence the follow-up sweeps are sized to reach.
+        priors: The grid model's prior (the calibrated default unless studying it).
 
     Returns:
         The `TriageResult`.
@@ -358,145 +367,101 @@ def triage(
         AnalysisInputError: The table is not usable (see `analysis.normalize_results`).
     """
     df = add_panels(normalize_results(table, columns=columns, group_by=group_by, success=success))
-    live = df.loc[~df["errored"]]
-    groups = list(df.attrs["group_columns"])
+    live = df.loc[~df["excluded"]]
+    names = list(df.attrs["group_columns"])
     panels = panel_table(live)
     separated = _separated(live)
     units = ["init_seed", "data_seed"] if separated else ["seed"]
-    frame = _decide_all(live, panels, units, groups)
-    contexts = {u: build_context(live, u, panels) for u in units}
-    records = frame.to_dict("records")
-    diagnoses = [_diagnose(t, contexts[t["ctx_unit"]], separated, groups) for t in records]
+    fits = {u: fit_layout(live, u, priors) for u in units}
+    contexts = {u: build_contexts(fits[u][0], fits[u][1], panels, u) for u in units}
+    frame = failure_probabilities(live, fits, units)
+    frame = frame.join(causes.decide(frame))
+    frame = frame.join(live.loc[frame.index, [c for c in (*_INFO, *names) if c in live]])
+    frame = frame.rename(columns={"verdict": "failure_mode"})
+    frame["unit"] = live.loc[frame.index, units[0]].astype(object)
+    if len(units) > 1:
+        other = frame["ctx_unit"] == units[1]
+        frame.loc[other, "unit"] = live.loc[frame.index[other], units[1]].astype(object)
+    frame["seed_stream"] = _stream(frame, separated)
+    groups, frame["group"] = group_failures(frame, contexts, separated)
     plans, owner = plan_followups(
-        frame, contexts, live, groups, df.attrs["lr_scaling"], separated, target_confidence
+        frame, groups, contexts, live, df.attrs, target_confidence, priors
     )
-    diagnoses = [_with_followup(d, owner, plans) for d in diagnoses]
+    groups = [
+        with_followup(g, owner[g.index], f"Follow-up {owner[g.index]} decides it.")
+        if g.index in owner
+        else g
+        for g in groups
+    ]
+    good = known_good(contexts[units[0]])
     findings = compute_findings(live, separated)
     out = df.copy()
     out["cause"] = pd.Series(frame["cause"], dtype=object)
     out["confidence"] = frame["confidence"]
     out.attrs.update(df.attrs)
     settings = {
-        "group_columns": groups,
+        "group_columns": names,
         "lr_scaling": df.attrs["lr_scaling"],
         "seed_streams_separated": separated,
         "decide_threshold": causes.DECIDE,
-        "seed_survival_share": causes.SEED_SURVIVAL,
         "target_confidence": target_confidence,
         "success_verdicts": list(success),
+        "priors": asdict(priors),
     }
-    actions = _actions(frame, diagnoses, contexts, plans, findings)
-    result = TriageResult(out, diagnoses, findings, actions, plans, "", settings)
+    actions = _actions(groups, good, plans, findings, UNIT_WORDS[units[0]])
+    diagnoses = _diagnoses(frame, groups, names)
+    result = TriageResult(out, diagnoses, groups, good, findings, actions, plans, "", settings)
     return TriageResult(**{**result.__dict__, "summary": _summary(result)})
 
 
-def _actions(frame, diagnoses, contexts, plans, findings) -> list[str]:
-    by_id = {d.trial_id: d for d in diagnoses}
-    frame = frame.assign(trial_id=frame["trial_id"].astype(str))
-    items = []
-    for (panel, cause), sub in frame.groupby(["panel", "cause"], sort=True):
-        if cause == "inconclusive":
+def _actions(groups, good: list[KnownGood], plans, findings, word: str) -> list[str]:
+    """Known-good settings first, then the follow-ups, then what each group of failures needs."""
+    items = known_good_actions(good, word)
+    items += [p.action for p in plans]
+    left = [
+        g
+        for g in groups
+        if g.cause == "inconclusive" and g.reason != "chance" and g.followup is None
+    ]
+    if left:
+        items.append(
+            f"{len(left)} more inconclusive group(s) ({sum(len(g.trials) for g in left)} "
+            "failures) have no follow-up of their own: run the follow-ups above first, their "
+            "answers say what these need."
+        )
+    for g in groups:
+        if g.cause == "inconclusive":
             continue
-        ctx = contexts[sub["ctx_unit"].iloc[0]]
-        label = ctx.panel_info[panel]["panel_label"]
-        first = by_id[sub.sort_values("batch_size")["trial_id"].iloc[0]]
-        items.append((len(sub), _action_text(cause, label, sub, ctx, first)))
-    items += _followup_actions(plans)
-    items.sort(key=lambda x: -x[0])
+        where = f" ({g.group})" if g.group else ""
+        conf = _conf(g.confidence)
+        items.append(
+            f"{g.title}{where}: {len(g.trials)} failure(s), cause {g.cause} "
+            f"(confidence {conf}). {g.fix.text}"
+        )
     if findings.collapse_failed:  # a general note, after the cause-specific actions
         items.append(
-            (
-                findings.collapse_failed,
-                (
-                    f"{findings.collapse_failed} failed trial(s) show all three mode-collapse "
-                    "symptoms (D loss 0.72-0.75, D accuracy ~50%, G accuracy 99%+); the guide's "
-                    "common fixes: reduce batch size, lower the learning rate, increase n_critic, "
-                    "reduce dropout, use a different seed."
-                ),
-            )
+            f"{findings.collapse_failed} failed trial(s) show all three mode-collapse symptoms "
+            "(D loss 0.72-0.75, D accuracy ~50%, G accuracy 99%+); the guide's common fixes: "
+            "reduce batch size, lower the learning rate, increase n_critic, reduce dropout, use "
+            "a different seed."
         )
-    return [text for _, text in items]
-
-
-def _followup_actions(plans: list[FollowUp]) -> list[tuple[int, str]]:
-    items = []
-    for p in plans:
-        if p.purpose == "decide":
-            text = (
-                f"{len(p.decides)} failure(s) at {p.panel} are inconclusive: run follow-up "
-                f"{p.index} ({p.runs} runs, {p.new_runs} new) to decide them."
-            )
-            items.append((len(p.decides), text))
-        elif p.purpose == "lr":
-            text = (
-                f"At {p.panel}, nearly every run failed and no other LR was tried: run follow-up "
-                f"{p.index} ({p.runs} runs at {p.grid.get('lr', p.grid.get('train.g_lr'))}) to "
-                "see whether a lower learning rate fixes it."
-            )
-            items.append((len(p.decides), text))
-    streams: dict[str, list[FollowUp]] = {}
-    for p in plans:
-        if p.purpose == "streams":
-            streams.setdefault(p.panel, []).append(p)
-    for panel, group in streams.items():
-        n = sum(len(p.decides) for p in group)
-        which = "follow-up" + ("s " if len(group) > 1 else " ")
-        which += ", ".join(str(p.index) for p in group)
-        text = (
-            f"At {panel}, each seed set both initialisation and data order: run {which} "
-            f"({sum(p.runs for p in group)} runs, init seed x data seed) to tell an unlucky "
-            f"initialisation from an unlucky data order for {n} failure(s)."
-        )
-        items.append((n, text))
     return items
 
 
-def _action_text(
-    cause: str, label: str, sub: pd.DataFrame, ctx: GridContext, first: Diagnosis
-) -> str:
-    n, w = len(sub), ctx.word
-    if cause == "init":
-        good = _good_at(ctx, int(sub["panel"].iloc[0]), set(sub["batch_size"]), set(sub["unit"]))
-        use = (
-            f"use a known-good {w}: {values_phrase(good)} (succeeded at "
-            f"{describe_batches(sub['batch_size'])})"
-            if good
-            else f"no {w} succeeded at all of {describe_batches(sub['batch_size'])} yet"
-        )
-        return (
-            f"{label}: {units_phrase(w, sub['unit'])} failed at several batch sizes while other "
-            f"{w}s succeeded ({n} failure(s), cause init); {use}."
-        )
-    if cause == "batch":
-        which = describe_batches(sub["batch_size"])
-        verb = "fails" if which.startswith("batch ") else "fail"
-        return (
-            f"{label}: {which} {verb} across {w}s ({n} failure(s), cause batch). {first.fix.text}"
-        )
-    if cause == "both":
-        return (
-            f"{label}: failures rise with batch size and depend on the {w} ({n} failure(s), "
-            f"cause both). At the smallest failing batch size: {first.fix.text}"
-        )
-    return (
-        f"{label}: fails across {w}s and batch sizes ({n} failure(s), cause lr). {first.fix.text}"
-    )
-
-
-def _good_at(ctx: GridContext, panel: int, batches: set, bad: set) -> list:
-    """Seeds that succeeded at every one of ``batches`` in the panel, bad ones excluded."""
-    good = None
-    for b in batches:
-        ok = set(ctx.col_ok.get((panel, b), [])) - set(ctx.col_fail.get((panel, b), []))
-        good = ok if good is None else good & ok
-    return sorted((good or set()) - bad, key=lambda v: (isinstance(v, str), v))
+def _conf(c: tuple) -> str:
+    return f"{c[0]:.2f}" if round(c[0], 2) == round(c[1], 2) else f"{c[0]:.2f}-{c[1]:.2f}"
 
 
 def _summary(result: TriageResult) -> str:
-    n, k, e = result.n_trials, result.n_failed, result.n_errored
+    n, k = result.n_trials, result.n_failed
     counts = result.cause_counts
     parts = ", ".join(f"{c} {counts[c]}" for c in _COUNT_ORDER if counts[c])
-    errored = f"; {e} errored, not triaged" if e else ""
+    excluded = []
+    if result.n_pruned:
+        excluded.append(f"{result.n_pruned} pruned (censored)")
+    if result.n_errored:
+        excluded.append(f"{result.n_errored} errored")
+    tail_excl = f"; {' and '.join(excluded)}, not triaged" if excluded else ""
     trend = result.findings.trend
     if not trend.testable:
         tail = "No batch-size trend testable."
@@ -506,5 +471,5 @@ def _summary(result: TriageResult) -> str:
         tail = (
             f"No evidence that smaller batches are more robust (trend {p_eq(trend.p_increasing)})."
         )
-    head = f"{k} of {n} trials failed ({k / n:.0%}){errored}"
+    head = f"{k} of {n} trials failed ({k / n:.0%}){tail_excl}"
     return f"{head}: {parts}. {tail}" if k else f"{head}. {tail}"

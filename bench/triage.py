@@ -1,11 +1,17 @@
-"""Benchmark: triage (and report writing) of a 10,000-trial results table.
+"""Benchmark: triage and report writing of a 10,000- and a 100,000-trial results table.
 
 Builds a synthetic sweep with known structure (a few bad seeds, batch sizes >= 512 failing at one
-LR, one LR failing everywhere, 2% sporadic failures) over 40 seeds x 6 batch sizes x 4 LRs x 11
-values of another varied parameter, times `analysis.triage` and `analysis.write_report`, prints
-``triage_seconds_10k=<x>`` and writes the figures to bench/triage.json.
+LR, one LR failing everywhere, 2% sporadic failures) over 6 batch sizes x 4 LRs x 11 values of
+another varied parameter and as many seeds as the size needs (40 for 10,000 trials, 400 for
+100,000), times `analysis.triage` plus `analysis.write_report` (triage.json, report.md,
+report.html, follow-ups) and prints ``triage_seconds_<size>=`` (triage plus every report, wall
+clock; the triage is the median of the repeats), ``triage_only_seconds_<size>=``,
+``report_seconds_<size>=``, the CPU seconds of both and the load average (other processes on a
+shared machine stretch the wall clock) and ``triage_json_mb_<size>=``; writes the figures to
+bench/triage.json.
 
-Run: ``python bench/triage.py [--trials N] [--repeats R]``.
+Run: ``nice python bench/triage.py [--trials N ...] [--repeats R]`` (default: 10,000 and
+100,000).
 """
 
 from __future__ import annotations
@@ -28,22 +34,26 @@ sys.path.insert(0, str(ROOT))
 
 from analysis import triage, write_report  # noqa: E402
 
-SEEDS = np.arange(40)
 BATCHES = np.array([32, 64, 128, 256, 512, 1024])
 LRS = np.array([1e-4, 3e-4, 1e-3, 3e-3])
 CRITIC = np.array([1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20])
 
 
+def n_seeds(n: int) -> int:
+    """Seeds for ``n`` distinct trials: 40 up to 10,000 trials, then about 4 per 1,000."""
+    per_seed = len(BATCHES) * len(LRS) * len(CRITIC)
+    return max(40, int(np.ceil(n / per_seed / 0.95)))
+
+
 def build_table(n: int, seed: int = 0) -> pd.DataFrame:
-    """A results table of ``n`` distinct trials (n <= 10,560) with known failure structure."""
+    """A results table of ``n`` distinct trials with known failure structure."""
     rng = np.random.default_rng(seed)
-    shape = (len(SEEDS), len(BATCHES), len(LRS), len(CRITIC))
-    if n > np.prod(shape):
-        raise ValueError(f"at most {np.prod(shape)} distinct trials; got {n}")
+    seeds = np.arange(n_seeds(n))
+    shape = (len(seeds), len(BATCHES), len(LRS), len(CRITIC))
     picks = rng.choice(np.prod(shape), size=n, replace=False)
     i_s, i_b, i_l, i_c = np.unravel_index(picks, shape)
-    s, b, lr, c = SEEDS[i_s], BATCHES[i_b], LRS[i_l], CRITIC[i_c]
-    bad_seed = np.isin(s, rng.choice(SEEDS, 3, replace=False))
+    s, b, lr, c = seeds[i_s], BATCHES[i_b], LRS[i_l], CRITIC[i_c]
+    bad_seed = np.isin(s, rng.choice(seeds, max(3, len(seeds) // 13), replace=False))
     bad_batch = (b >= 512) & (lr == 1e-3)
     bad_lr = lr == 3e-3
     p = 0.02 + 0.85 * bad_seed + 0.9 * bad_batch + 0.95 * bad_lr
@@ -75,36 +85,48 @@ def build_table(n: int, seed: int = 0) -> pd.DataFrame:
     )
 
 
-def run(n: int = 10_000, repeats: int = 3, max_panels: int = 24) -> dict:
+def run(n: int = 10_000, repeats: int = 3, max_panels: int = 12) -> dict:
     """Time triage ``repeats`` times (median) and one report; return the figures."""
     table = build_table(n)
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         result = triage(table)
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
     truth = table.set_index("trial_id")["true_cause"]
     found = pd.Series({d.trial_id: d.cause for d in result.diagnoses})
     agree = found == truth.loc[found.index]
     with tempfile.TemporaryDirectory() as out:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         paths = write_report(result, out, max_panels=max_panels)
         report_s = time.perf_counter() - start
+        report_cpu = time.process_time() - start_cpu
         html_bytes = paths["html"].stat().st_size
+        json_bytes = paths["json"].stat().st_size
+        files = len(result.followups)
     return {
         "trials": n,
+        "seeds": n_seeds(n),
         "failed": result.n_failed,
         "panels": int(result.table["panel"].nunique()),
         "causes": result.cause_counts,
-        "followups": len(result.followups),
+        "groups": len(result.groups),
+        "followups": files,
         "cause_agreement": float(agree.mean()),
         "cause_agreement_by_true_cause": {
             k: float(v) for k, v in agree.groupby(truth.loc[found.index]).mean().items()
         },
         "triage_seconds": statistics.median(times),
         "triage_seconds_all": times,
+        "triage_cpu_seconds": statistics.median(cpu),
         "report_seconds": report_s,
+        "report_cpu_seconds": report_cpu,
+        "total_seconds": statistics.median(times) + report_s,
+        "total_cpu_seconds": statistics.median(cpu) + report_cpu,
+        "load_average": os.getloadavg()[0],
         "report_html_bytes": html_bytes,
+        "triage_json_bytes": json_bytes,
         "machine": {
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
@@ -115,26 +137,40 @@ def run(n: int = 10_000, repeats: int = 3, max_panels: int = 24) -> dict:
     }
 
 
+def _tag(n: int) -> str:
+    return f"{n // 1000}k" if n % 1000 == 0 else str(n)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=10_000)
+    parser.add_argument("--trials", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--max-panels", type=int, default=24, help="heatmaps in the report")
+    parser.add_argument("--max-panels", type=int, default=12, help="heatmaps in the report")
     parser.add_argument("--json", type=Path, default=Path(__file__).with_suffix(".json"))
     args = parser.parse_args(argv)
-    figures = run(args.trials, args.repeats, args.max_panels)
-    tag = "10k" if args.trials == 10_000 else str(args.trials)
-    print(
-        f"trials={figures['trials']} failed={figures['failed']} panels={figures['panels']} "
-        f"causes={figures['causes']}"
-    )
-    print(
-        f"cause_agreement={figures['cause_agreement']:.3f} "
-        f"by_true_cause={figures['cause_agreement_by_true_cause']}"
-    )
-    print(f"report_seconds_{tag}={figures['report_seconds']:.2f}")
-    print(f"triage_seconds_{tag}={figures['triage_seconds']:.2f}")
-    args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    all_figures = {}
+    for n in args.trials:
+        figures = run(n, args.repeats, args.max_panels)
+        tag = _tag(n)
+        all_figures[tag] = figures
+        print(
+            f"trials={figures['trials']} seeds={figures['seeds']} failed={figures['failed']} "
+            f"panels={figures['panels']} groups={figures['groups']} "
+            f"followups={figures['followups']} causes={figures['causes']}"
+        )
+        print(
+            f"cause_agreement={figures['cause_agreement']:.3f} "
+            f"by_true_cause={figures['cause_agreement_by_true_cause']}"
+        )
+        print(f"triage_only_seconds_{tag}={figures['triage_seconds']:.2f}")
+        print(f"report_seconds_{tag}={figures['report_seconds']:.2f}")
+        print(f"triage_seconds_{tag}={figures['total_seconds']:.2f}")
+        print(
+            f"cpu: triage {figures['triage_cpu_seconds']:.2f} s, reports "
+            f"{figures['report_cpu_seconds']:.2f} s (load average {figures['load_average']:.1f})"
+        )
+        print(f"triage_json_mb_{tag}={figures['triage_json_bytes'] / 1e6:.2f}")
+    args.json.write_text(json.dumps(all_figures, indent=2) + "\n")
     return 0
 
 

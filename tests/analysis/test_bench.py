@@ -35,6 +35,7 @@ def test_bench_small_run_writes_json_and_mostly_recovers_the_built_in_causes(tmp
     )
     out = capsys.readouterr().out
     assert "triage_seconds_800=" in out and "report_seconds_800=" in out
-    figures = json.loads((tmp_path / "b.json").read_text())
+    assert "triage_json_mb_800=" in out
+    figures = json.loads((tmp_path / "b.json").read_text())["800"]
     assert figures["trials"] == 800 and figures["failed"] > 150
     assert figures["cause_agreement_by_true_cause"]["lr"] > 0.95

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import io
 import json
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -33,6 +33,9 @@ def _raw(**columns) -> pd.DataFrame:
         ({"batch_size": [64, "big", 64]}, "batch_size must be a number; got 'big' (trial row1)"),
         ({"batch_size": [64, 0, 64]}, "positive whole number"),
         ({"batch_size": [64, 64.5, 64]}, "positive whole number"),
+        ({"batch_size": [64, 1e30, 64]}, "up to 2147483647; got 1e+30 (trial row1)"),
+        ({"lr": [1e-3, float("inf"), 1e-3]}, "lr must be a finite positive number; got inf"),
+        ({"lr": [1e-3, "-inf", 1e-3]}, "lr must be a finite positive number; got -inf"),
         ({"batch_size": [64, None, 64]}, "batch_size is empty in 1 row"),
         ({"lr": [1e-3, "fast", 1e-3]}, "lr must be a number"),
         ({"seed": [1, None, 3]}, "seed is empty"),
@@ -134,82 +137,6 @@ def test_sweep_directory_uses_its_varied_params(tmp_path):
     assert loaded.attrs["group_columns"] == []
 
 
-def _fake_run(i: int, parent: str, verdict: str | None, status: str = "FINISHED"):
-    params = {
-        "seed": str(i),
-        "init_seed": "None",
-        "data_seed": "None",
-        "train.batch_size": "256",
-        "train.g_lr": "0.001",
-        "train.d_lr": "0.001",
-        "train.n_critic": "5" if i % 2 else "1",
-        "data.name": "ring",
-    }
-    tags = {"gansweep.trial_id": f"t{i}", "mlflow.parentRunId": parent}
-    if verdict:
-        tags["gansweep.verdict"] = verdict
-        tags["gansweep.onset_epoch"] = "4" if verdict != "stable" else "None"
-    return SimpleNamespace(
-        info=SimpleNamespace(
-            run_id=f"run{i}",
-            run_name=f"trial {i}",
-            experiment_id="7",
-            status=status,
-            start_time=1_700_000_000_000,
-            end_time=None,
-        ),
-        data=SimpleNamespace(
-            params=params, tags=tags, metrics={"loss/d": 0.73, "loss/g": 1.2, "epoch": 10.0}
-        ),
-    )
-
-
-class _FakeClient:
-    """Stands in for mlflow.MlflowClient: a parent run with paged child runs."""
-
-    def __init__(self, tracking_uri=None):
-        self.tracking_uri = tracking_uri or "sqlite:///x.db"
-        self.children = [
-            _fake_run(0, "p1", "stable"),
-            _fake_run(1, "p1", "mode_collapse"),
-            _fake_run(2, "p1", None, status="FAILED"),
-        ]
-
-    def get_run(self, run_id):
-        from mlflow.exceptions import MlflowException
-
-        if run_id != "p1":
-            raise MlflowException(f"Run with id={run_id} not found")
-        return SimpleNamespace(info=SimpleNamespace(experiment_id="7", run_name="demo-sweep"))
-
-    def search_runs(self, experiment_ids, filter_string, max_results, page_token=None):
-        assert filter_string == "tags.mlflow.parentRunId = 'p1'"
-        start = int(page_token or 0)
-        page = _Page(self.children[start : start + 2])
-        page.token = str(start + 2) if start + 2 < len(self.children) else None
-        return page
-
-
-class _Page(list):
-    token = None
-
-
-def test_mlflow_children_become_a_trials_table(monkeypatch):
-    import mlflow
-
-    monkeypatch.setattr(mlflow, "MlflowClient", _FakeClient)
-    table = load_results("mlflow:p1", tracking_uri="http://mlflow:5000")
-    assert list(table["trial_id"]) == ["t0", "t1", "t2"]
-    assert list(table["batch_size"]) == [256] * 3 and list(table["lr"]) == [0.001] * 3
-    assert list(table["seed"]) == [0, 1, 2] and list(table["init_seed"]) == [0, 1, 2]
-    assert list(table["verdict"]) == ["stable", "mode_collapse", "error"]
-    assert table.loc[1, "final/loss/d"] == 0.73 and table.loc[1, "onset_epoch"] == 4
-    assert table.attrs["group_columns"] == ["train.n_critic"]  # varies; data.name does not
-    assert table.attrs["source"] == "mlflow:p1" and table.attrs["sweep_name"] == "demo-sweep"
-    with pytest.raises(AnalysisInputError, match="MLflow run nope at http://mlflow:5000"):
-        load_results("mlflow:nope", tracking_uri="http://mlflow:5000")
-
-
 @pytest.mark.slow
 def test_mlflow_sqlite_store_end_to_end(tmp_path):
     from mlflow import MlflowClient
@@ -242,9 +169,10 @@ def test_mlflow_sqlite_store_end_to_end(tmp_path):
     assert sorted(table["trial_id"]) == ["s1b1024", "s1b64", "s2b1024", "s2b64"]
     assert table.set_index("trial_id").loc["s2b1024", "failed"]
     assert table["final/loss/d"].round(2).tolist() == [0.73] * 4
-    # The report reads the failed trials' loss curves back from MLflow.
-    data = prepare_report(triage(load_results(f"mlflow:{pid}", tracking_uri=uri)))
-    assert sorted(data.curves) == ["s1b1024", "s2b1024"] and not data.notes
+    # The report reads the loss curves of each failure group's first trial back from MLflow.
+    result = triage(load_results(f"mlflow:{pid}", tracking_uri=uri))
+    data = prepare_report(result)
+    assert sorted(data.curves) == sorted(g.trials[0] for g in result.groups) and not data.notes
 
 
 def test_group_by_still_applies_to_a_loaded_table_and_mapping_does_not(tmp_path):
@@ -259,3 +187,196 @@ def test_group_by_still_applies_to_a_loaded_table_and_mapping_does_not(tmp_path)
         normalize_results(loaded, columns={"seed": "x"})
     with pytest.raises(AnalysisInputError, match="already normalised"):
         normalize_results(loaded, success=["ok"])
+
+
+def test_seeds_of_any_size_are_labels():
+    """A seed of 2**63 or more (beyond int64) is a label like any other, exactly as written."""
+    huge = 2**63 + 5
+    table = _raw(seed=[1, huge, 2**64 + 1], verdict=["stable", "mode_collapse", "stable"])
+    loaded = normalize_results(table.astype({"seed": object}))
+    assert list(loaded["seed"]) == [1, huge, 2**64 + 1]
+    text = io.StringIO(f"seed,batch_size,failed\n{huge},64,1\n3,64,0\n")
+    assert list(normalize_results(pd.read_csv(text))["seed"]) == [huge, 3]
+
+
+def _mlflow_cli(tmp_path, *args, env_extra=None, timeout=60):
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    env.update(env_extra or {})
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "analysis", "triage", *args, "--out", str(tmp_path / "out")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return done, time.perf_counter() - start
+
+
+@pytest.mark.slow
+def test_unknown_mlflow_run_creates_no_database_and_prints_no_mlflow_info(tmp_path):
+    done, _ = _mlflow_cli(tmp_path, "mlflow:" + "a" * 32)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "gansweep triage: error: no MLflow tracking store: give --tracking-uri or set "
+        "MLFLOW_TRACKING_URI (MLflow's default ./mlflow.db does not exist here)"
+    ]
+    assert done.stdout == "" and not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "out").exists()
+    missing = f"sqlite:///{tmp_path / 'other.db'}"
+    done, _ = _mlflow_cli(tmp_path, "b" * 32, "--tracking-uri", missing)
+    assert done.returncode == 2 and "no such database file" in done.stderr
+    assert not (tmp_path / "other.db").exists()
+
+
+@pytest.mark.slow
+def test_unknown_run_in_an_existing_store_is_one_line_without_info_logs(tmp_path):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(tracking_uri=uri).create_experiment("x")  # the store exists
+    done, _ = _mlflow_cli(tmp_path, "mlflow:" + "c" * 32)  # MLflow's default: ./mlflow.db
+    assert done.returncode == 2 and done.stdout == ""
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("gansweep triage: error: MLflow run " + "c" * 32) and "INFO" not in line
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_dead_tracking_server_fails_within_ten_seconds(tmp_path):
+    uri = f"http://127.0.0.1:{_free_port()}"
+    done, seconds = _mlflow_cli(tmp_path, "mlflow:" + "d" * 32, "--tracking-uri", uri)
+    assert done.returncode == 2 and seconds < 10
+    assert done.stderr.strip().splitlines() == [
+        f"gansweep triage: error: MLflow tracking server {uri} is not reachable "
+        "(Connection refused)"
+    ]
+
+
+@pytest.mark.slow
+def test_a_server_that_never_answers_fails_within_about_ten_seconds(tmp_path):
+    import socket
+
+    with socket.socket() as hung:  # accepts connections, never answers
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)
+        uri = f"http://127.0.0.1:{hung.getsockname()[1]}"
+        done, seconds = _mlflow_cli(tmp_path, "mlflow:" + "e" * 32, "--tracking-uri", uri)
+    assert done.returncode == 2 and seconds < 15, (seconds, done.stderr)
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+_VOCAB = (
+    "seed",
+    "init_seed",
+    "data_seed",
+    "batch_size",
+    "lr",
+    "g_lr",
+    "d_lr",
+    "failed",
+    "verdict",
+    "status",
+    "trial_id",
+    "train.n_critic",
+    "error",
+    "epochs_run",
+    "final/loss/d",
+    "x",
+    "",
+)
+_VALUES = (
+    0,
+    1,
+    -1,
+    7,
+    64,
+    256,
+    2**63,
+    2**64 + 3,
+    1e30,
+    -1e30,
+    0.5,
+    1e-3,
+    float("nan"),
+    float("inf"),
+    float("-inf"),
+    None,
+    True,
+    False,
+    "",
+    " ",
+    "stable",
+    "mode_collapse",
+    "error",
+    "pruned",
+    "ok",
+    "yes",
+    "no",
+    "1e-3",
+    "64",
+    "abc",
+    "$x^$",
+    "<b>bold</b>",
+    "ünïcode",
+    "a|b",
+    "\n",
+)
+
+
+def _random_table(rng) -> pd.DataFrame:
+    """A table of random columns (mostly canonical names) and random values of mixed types."""
+    columns = {}
+    for name in rng.choice(_VOCAB, size=rng.integers(0, 9), replace=False):
+        rows = int(rng.integers(0, 12)) if not columns else len(next(iter(columns.values())))
+        kind = rng.integers(0, 3)
+        if kind == 0:  # mixed garbage
+            values = [_VALUES[i] for i in rng.integers(0, len(_VALUES), rows)]
+        elif kind == 1:  # plausible numbers
+            values = list(rng.choice([1, 2, 3, 64, 256, 1024, 1e-3, 3e-4], rows))
+        else:  # plausible outcomes
+            values = list(rng.choice(["stable", "mode_collapse", "diverged", "pruned"], rows))
+        columns[str(name)] = pd.Series(values, dtype=object)
+    return pd.DataFrame(columns)
+
+
+def test_fuzzed_tables_give_a_result_or_one_clear_error(tmp_path):
+    """Random tables, columns and values: the loader, the triage and the report never crash."""
+    import numpy as np
+
+    from analysis import write_report
+
+    rng = np.random.default_rng(20261202)
+    outcomes = {"ok": 0, "error": 0}
+    for i in range(300):
+        table = _random_table(rng)
+        # Also a usable table with some of its columns replaced by random ones.
+        mixed = _raw().astype(object)
+        for name in rng.choice(_VOCAB[:10], size=rng.integers(1, 3), replace=False):
+            mixed[name] = [_VALUES[j] for j in rng.integers(0, len(_VALUES), len(mixed))]
+        for t in (table, mixed):
+            try:
+                result = triage(t)
+            except AnalysisInputError as exc:
+                assert str(exc) and "\n" not in str(exc)
+                outcomes["error"] += 1
+                continue
+            outcomes["ok"] += 1
+            if outcomes["ok"] % 10 == 1:
+                write_report(result, tmp_path / f"r{i}", max_panels=2)
+    assert outcomes["ok"] >= 20 and outcomes["error"] >= 100, outcomes
