@@ -412,7 +412,7 @@ def search_sweep(
     """Start (or continue) an Optuna search. Returns the exit code."""
     from ray import tune
 
-    from .search import OBJECTIVE, build_search
+    from .search import OBJECTIVE, StudyLink, build_search, summary_lines
 
     spec = plan.spec
     assert spec.search is not None
@@ -434,6 +434,8 @@ def search_sweep(
         _warn_storage(spec, address)
         slots = spec.search.max_concurrent or _parallel_slots(spec)
         searcher, scheduler = build_search(spec, storage, study, slots)
+        run_config = _run_config(spec, sweep_dir, name)
+        run_config.callbacks.append(StudyLink(run_config.callbacks[0], storage, study))
         tuner = tune.Tuner(
             _trainable(spec),
             tune_config=tune.TuneConfig(
@@ -446,9 +448,11 @@ def search_sweep(
                 trial_name_creator=_trial_name,
                 trial_dirname_creator=_trial_name,
             ),
-            run_config=_run_config(spec, sweep_dir, name),
+            run_config=run_config,
         )
         code = _fit(tuner, sweep_dir)
+    for line in summary_lines(storage, study, spec):
+        say(line)
     return _finish(sweep_dir, code, triage)
 
 

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gan_core.config import ConfigError, RunConfig
 from gan_core.metric_keys import CLASS_KEYS, DIVERSITY_KEYS, IMAGE_KEYS, MIXTURE_KEYS
@@ -111,22 +118,39 @@ class EarlyStop(_Model):
 
 
 class FloatParam(_Model):
+    """Optuna's `suggest_float`: `{type: float, low, high, log: true}` (or `type: log_float`)."""
+
     type: Literal["float", "log_float"]
     low: float
     high: float
+    log: bool = False  # sample on a log scale (low > 0); `type: log_float` says the same
+    step: float | None = Field(None, gt=0)  # discretization step; not with log
+
+    @property
+    def is_log(self) -> bool:
+        return self.log or self.type == "log_float"
 
 
 class IntParam(_Model):
+    """Optuna's `suggest_int`: `{type: int, low, high, step, log}`."""
+
     type: Literal["int"]
     low: int
     high: int  # inclusive
     step: int = Field(1, gt=0)
-    log: bool = False
+    log: bool = False  # log scale (low > 0); step must then be 1
 
 
 class CategoricalParam(_Model):
+    """Optuna's `suggest_categorical`: `{type: categorical, choices: [...]}` (or `values`)."""
+
     type: Literal["categorical"]
-    values: list[Any] = Field(min_length=1)
+    choices: list[Any] | None = Field(None, min_length=1)
+    values: list[Any] | None = Field(None, min_length=1)  # the older name of `choices`
+
+    @property
+    def options(self) -> list[Any]:
+        return list(self.choices or self.values or [])
 
 
 Param = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
@@ -159,16 +183,45 @@ Scheduler = Annotated[AshaScheduler | OptunaPruner | NoScheduler, Field(discrimi
 
 
 class SearchSpec(_Model):
-    """The `search` section: the space, the objective and how trials are scheduled."""
+    """The `search` section: the space, the objective(s) and how trials are scheduled."""
 
     space: dict[str, Param] = Field(min_length=1)  # shortcut or dotted path -> distribution
-    objective: Objective
+    objective: Objective  # the (first) objective: what the console and pruners follow
+    # Several objectives: a multi-objective study whose result is its Pareto front. Written as
+    # `objective: [{metric, mode}, ...]` (or `objectives:`); always holds every objective.
+    objectives: list[Objective] = Field(default_factory=list)
     trials: int = Field(20, gt=0)  # default for --trials
+    # Default: ASHA for one objective, none for several (Optuna cannot prune those).
     scheduler: Scheduler = Field(default_factory=lambda: AshaScheduler(type="asha"))
+    sampler: Literal["tpe", "nsga2", "random"] = "tpe"  # Optuna sampler (all do multi-objective)
     storage: str | None = None  # Optuna RDB URL; None: sqlite:///SWEEP_DIR/optuna.db
     study_name: str | None = None  # None: the sweep name
-    seed: int = 0  # TPE sampler seed
+    seed: int = 0  # sampler seed of the first call (later calls derive theirs from it)
     max_concurrent: int | None = Field(None, gt=0)  # None: as many as the resources allow
+
+    @model_validator(mode="before")
+    @classmethod
+    def _objective_list(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        values = dict(values)
+        given = values.get("objective")
+        if isinstance(given, list):
+            if "objectives" in values and values["objectives"] != given:
+                raise ValueError("give the objectives once, as objective: [...] or objectives:")
+            values["objectives"] = given
+            values["objective"] = given[0] if given else None
+        elif given is None and values.get("objectives"):
+            values["objective"] = values["objectives"][0]
+        elif given is not None and not values.get("objectives"):
+            values["objectives"] = [given]
+        if len(values.get("objectives") or []) > 1 and "scheduler" not in values:
+            values["scheduler"] = {"type": "none"}
+        return values
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
 
 class SweepSpec(_Model):
@@ -435,27 +488,43 @@ def _check_search(spec: SweepSpec, base: RunConfig) -> None:
     for key, param in search.space.items():
         resolve_path(key, "search.space")
         where = f"search.space.{key}"
-        if isinstance(param, (FloatParam, IntParam)):
-            if param.low > param.high:
-                raise SpecError(f"{where}: low {param.low} is above high {param.high}")
-            if (param.type == "log_float" or getattr(param, "log", False)) and param.low <= 0:
-                raise SpecError(f"{where}: a log scale needs low > 0, got {param.low}")
+        _check_param(param, where)
         # The corners of the space must be valid configs too.
         for value in _corners(param):
             resolve_point(spec, base, {key: value}, where)
-    _check_objective(spec, base)
+    metrics = [o.metric for o in search.objectives]
+    if len(set(metrics)) < len(metrics):
+        raise SpecError(f"search.objective: a metric is named twice ({', '.join(metrics)})")
+    if search.multi_objective and not isinstance(search.scheduler, NoScheduler):
+        raise SpecError(
+            f"search.scheduler: {search.scheduler.type} stops trials by one objective; a "
+            "multi-objective search needs scheduler: {type: none}"
+        )
+    for objective in search.objectives:
+        _check_objective(objective.metric, search.scheduler, base)
+
+
+def _check_param(param: Any, where: str) -> None:
+    if isinstance(param, CategoricalParam):
+        if (param.choices is None) == (param.values is None):
+            raise SpecError(f"{where}: give the categories once, as choices: [...]")
+        return
+    if param.low > param.high:
+        raise SpecError(f"{where}: low {param.low} is above high {param.high}")
+    log = param.is_log if isinstance(param, FloatParam) else param.log
+    if log and param.low <= 0:
+        raise SpecError(f"{where}: a log scale needs low > 0, got {param.low}")
+    if log and param.step not in (None, 1):
+        raise SpecError(f"{where}: step {param.step} cannot be combined with a log scale")
 
 
 def _corners(param: Any) -> list[Any]:
     if isinstance(param, CategoricalParam):
-        return list(param.values)
+        return param.options
     return [param.low, param.high]
 
 
-def _check_objective(spec: SweepSpec, base: RunConfig) -> None:
-    search = spec.search
-    assert search is not None
-    metric = search.objective.metric
+def _check_objective(metric: str, sched: Any, base: RunConfig) -> None:
     if metric not in _OBJECTIVE_METRICS:
         raise SpecError(
             f"search.objective.metric: unknown metric {metric!r}; "
@@ -467,7 +536,6 @@ def _check_objective(spec: SweepSpec, base: RunConfig) -> None:
         raise SpecError(
             f"search.objective.metric: {metric} is not computed for data {base.data.name!r}"
         )
-    sched = search.scheduler
     every = base.eval.every
     quality = metric.startswith(("quality/", "diversity/"))
     first_eval = every if every > 0 else base.train.epochs

@@ -141,6 +141,13 @@ class Tracker:
                 "`gansweep sync SWEEP_DIR`."
             )
 
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        """Set tags on a run (waits for the answer)."""
+        from mlflow.entities import RunTag
+
+        entries = [RunTag(k, v) for k, v in tags.items()]
+        self._call(lambda c: c.log_batch(run_id, tags=entries))
+
     def log_report(self, parent_run_id: str, directory: Path) -> bool:
         """Attach a folder (the triage report) to the sweep's parent run under `triage/`."""
         logged = self._call(lambda c: c.log_artifacts(parent_run_id, str(directory), "triage") or 1)

@@ -9,6 +9,7 @@ import json
 import pandas as pd
 import pytest
 
+from gan_core.monitor import STATUSES as VERDICTS
 from sweeps.cli import main
 
 from .conftest import free_port, start_mlflow_server, stop_process, write_sweep
@@ -167,8 +168,9 @@ def test_unreachable_server_then_sync_without_duplicates(
     assert json.loads((root / "sweep.json").read_text())["tracking_uri"] == mlflow_server
 
 
-def test_search_persists_study_and_continues(ray_local, tmp_path):
+def test_search_persists_study_and_continues(ray_local, tmp_path, capsys):
     import optuna
+    from mlflow import MlflowClient
 
     search = {
         "space": {
@@ -200,6 +202,19 @@ def test_search_persists_study_and_continues(ray_local, tmp_path):
     assert {"g_lr", "train.n_critic"} <= set(trials.columns)
     meta = json.loads((root / "sweep.json").read_text())
     assert meta["tune_experiments"] == ["search-1", "search-2"] and meta["n_trials"] == 8
+    points = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(points)) == 8  # the second call did not repeat the first call's points
+    # Study and MLflow point at each other; the console's best is the study's best.
+    client = MlflowClient(meta["tracking_uri"])
+    for t in study.trials:
+        run = client.get_run(t.user_attrs["mlflow_run_id"])
+        assert run.data.tags["optuna.trial_number"] == str(t.number)
+        assert run.data.tags["gansweep.trial_id"] == t.user_attrs["gansweep_trial_id"]
+        assert t.user_attrs["verdict"] in ("pruned", *VERDICTS) and t.user_attrs["epochs_run"] >= 1
+        assert t.intermediate_values and max(t.intermediate_values) == t.user_attrs["epochs_run"]
+    out = capsys.readouterr().out
+    best = study.best_trial
+    assert f"best {best.user_attrs['gansweep_trial_id']}: quality/modes={best.value:.4g}" in out
     _assert_each_trial_once(
         meta["tracking_uri"],
         "searchy",

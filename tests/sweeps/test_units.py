@@ -1,5 +1,5 @@
-"""Pieces of the sweeps package without Ray: results rows and tables, MLflow sinks, the
-Optuna searcher's study states, tracking URI resolution."""
+"""Pieces of the sweeps package without Ray: results rows and tables, MLflow sinks, tracking
+URI resolution (the Optuna searcher: test_search.py)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,15 @@ import json
 import math
 import time
 
-import optuna
 import pandas as pd
 import pytest
 
 from gan_core import RunConfig, flatten_config
 from sweeps.results import SweepTables, TrialOutcome, epoch_rows, trial_row, varied_paths
-from sweeps.search import OBJECTIVE, build_search
-from sweeps.spec import parse_spec
 from sweeps.sweepdir import SweepDir
 from sweeps.tracking import Tracker, resolve_tracking_uri
 
-from .conftest import free_port, sweep_dict
+from .conftest import free_port
 
 
 def _records(n: int, modes: list[float] | None = None) -> list[dict]:
@@ -127,74 +124,3 @@ def test_unreachable_server_is_noticed_quickly(tmp_path):
     assert sink.start() is None
     sink.log({"loss/d": 1.0}, 1)
     assert not sink.finish([], {}, None)
-
-
-# ---------------------------------------------------------------------- search
-def _search_spec(tmp_path, scheduler):
-    search = {
-        "space": {
-            "lr": {"type": "log_float", "low": 1e-4, "high": 1e-2},
-            "train.n_critic": {"type": "int", "low": 1, "high": 3},
-            "batch_size": {"type": "categorical", "values": [64, 128]},
-        },
-        "objective": {"metric": "quality/modes", "mode": "max"},
-        "scheduler": scheduler,
-    }
-    return parse_spec(sweep_dict(tmp_path, search=search, grid=None))
-
-
-def test_searcher_keeps_a_clean_persistent_study(tmp_path):
-    spec = _search_spec(tmp_path, {"type": "none"})
-    url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    limiter, _ = build_search(spec, url, "study", max_concurrent=4)
-    searcher = limiter.searcher
-    suggestions = [searcher.suggest(f"ray{i}") for i in range(4)]
-    (member,) = suggestions[0]["trial"]["members"]
-    assert member["trial_id"] == "o0000" and set(member["point"]) == {
-        "lr",
-        "train.n_critic",
-        "batch_size",
-    }
-    final = {OBJECTIVE: 6.0, "final": True, "training_iteration": 3}
-    searcher.on_trial_result("ray0", {OBJECTIVE: 4.0, "training_iteration": 1})
-    searcher.on_trial_complete("ray0", final)
-    searcher.on_trial_complete("ray1", {**final, OBJECTIVE: math.nan})  # diverged
-    searcher.on_trial_complete("ray2", {**final, "final": False})  # stopped early
-    searcher.on_trial_complete("ray3", None, error=True)
-    study = optuna.load_study(study_name="study", storage=url)
-    states = [t.state for t in study.trials]
-    S = optuna.trial.TrialState
-    assert states == [S.COMPLETE, S.FAIL, S.PRUNED, S.FAIL]
-    assert study.trials[0].value == 6.0 and study.trials[0].intermediate_values == {1: 4.0}
-
-    limiter2, _ = build_search(spec, url, "study", max_concurrent=4)  # a later call continues
-    assert limiter2.searcher.suggest("ray9")["trial"]["members"][0]["trial_id"] == "o0004"
-
-
-def test_optuna_pruner_scheduler_stops_bad_trials(tmp_path):
-    from ray.tune.schedulers import TrialScheduler
-
-    sched = {"type": "optuna", "pruner": "median", "n_startup_trials": 1, "n_warmup_steps": 3}
-    spec = _search_spec(tmp_path, sched)
-    limiter, scheduler = build_search(spec, f"sqlite:///{tmp_path / 'o.db'}", "s", 2)
-    searcher = limiter.searcher
-
-    class _Trial:
-        def __init__(self, trial_id):
-            self.trial_id = trial_id
-
-    searcher.suggest("good")
-    for step in range(1, 7):
-        result = {OBJECTIVE: 8.0, "training_iteration": step}
-        assert scheduler.on_trial_result(None, _Trial("good"), result) == TrialScheduler.CONTINUE
-    searcher.on_trial_complete("good", {OBJECTIVE: 8.0, "final": True, "training_iteration": 6})
-    searcher.suggest("bad")
-    decisions = [
-        scheduler.on_trial_result(None, _Trial("bad"), {OBJECTIVE: 1.0, "training_iteration": s})
-        for s in range(1, 6)
-    ]
-    assert decisions[:2] == [TrialScheduler.CONTINUE] * 2  # warm-up: steps before 3
-    assert TrialScheduler.STOP in decisions[2:]
-    searcher.on_trial_complete("bad", {OBJECTIVE: 1.0, "training_iteration": 4})
-    trial = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'o.db'}").trials[1]
-    assert trial.state == optuna.trial.TrialState.PRUNED
