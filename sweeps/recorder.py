@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .parent import best_row
 from .results import SweepTables, TrialOutcome, epoch_rows, trial_row
 from .spec import SweepSpec, load_spec
 from .sweepdir import SweepDir
@@ -60,6 +61,7 @@ class Recorder:
         self.tracker = Tracker(
             self.meta["tracking_uri"], self.meta["experiment"], self.meta["sweep_id"], say
         )
+        self.tracker.model_verdicts = tuple(self.spec.tracking.log_model)
         self.sinks: dict[str, MlflowSink] = {}
         self.observed: dict[str, dict[int, dict[str, float]]] = {}
         self.errors: dict[str, str] = {}
@@ -210,9 +212,11 @@ class Recorder:
         rows = list(self.tables.trials.values())
         total = self.meta.get("n_trials")
         errors = sum(r["status"] == "error" for r in rows)
+        pruned = sum(r["status"] == "pruned" for r in rows)
         verdicts = Counter(r["verdict"] for r in rows if r["status"] == "ok")
         parts = [
-            f"{len(rows)}{f'/{total}' if total else ''} finished ({errors} error)",
+            f"{len(rows)}{f'/{total}' if total else ''} finished ({errors} error"
+            + (f", {pruned} pruned)" if pruned else ")"),
             f"{running} running",
             ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())) or "no verdicts yet",
         ]
@@ -229,12 +233,8 @@ class Recorder:
 
     def _best(self, rows: list[dict[str, Any]]) -> str | None:
         metric, mode = default_objective(self.spec)
-        scored = [(r.get(f"best/{metric}", r.get(f"final/{metric}")), r["trial_id"]) for r in rows]
-        scored = [(v, t) for v, t in scored if isinstance(v, float) and math.isfinite(v)]
-        if not scored:
-            return None
-        value, tid = max(scored) if mode == "max" else min(scored)
-        return f"best {tid} {metric}={value:.4g}"
+        best = best_row(rows, metric, mode)  # the study's notion: final values of complete runs
+        return None if best is None else f"best {best[0]} {metric}={best[1]:.4g}"
 
     def unlogged(self) -> list[str]:
         return sorted(t for t, r in self.tables.trials.items() if not r.get("mlflow_run_id"))
@@ -279,7 +279,7 @@ def _finished_line(outcome: TrialOutcome, done: int, total: int | None) -> str:
     if outcome.status == "error":
         what = f"ERROR {what}"
     elif outcome.pruned:
-        what = f"stopped early by the scheduler, {what}"
+        what = f"pruned at epoch {len(outcome.records)} by the scheduler (so far: {what})"
     elif (outcome.verdict or {}).get("stopped_early"):
         what = f"stopped early (confident failure), {what}"
     count = f"{done}/{total}" if total else str(done)

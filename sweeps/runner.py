@@ -516,8 +516,11 @@ def _warn_storage(spec: SweepSpec, address: str | None) -> None:
 
 
 def _finish(sweep_dir: SweepDir, code: int, triage: bool) -> int:
+    from .parent import log_sweep_run
+
     recorder_line = Recorder(sweep_dir.root).status_line(0, elapsed=False)
     say(f"results: {sweep_dir.trials_parquet} | {recorder_line}")
+    log_sweep_run(sweep_dir.root)
     if code == 0 and triage:
         run_triage(sweep_dir.root)
     return code
@@ -539,15 +542,18 @@ def run_triage(root: Path) -> None:
         return
     print(format_summary(result), flush=True)
     say(f"triage report: {paths['html']} (again: gansweep triage {root} --out DIR)")
-    _log_report(root, root / "triage")
+    _log_report(root, root / "triage", result.cause_counts)
 
 
-def _log_report(root: Path, directory: Path) -> None:
+def _log_report(root: Path, directory: Path, cause_counts: dict[str, int]) -> None:
     """The report also goes to the sweep's parent MLflow run, where its trials are."""
+    from .parent import log_sweep_run
+
     meta = SweepDir(root).read_meta()
     if not meta.get("parent_run_id"):
         say("triage report not logged to MLflow: the sweep has no parent run (tracking was down)")
         return
     tracker = Tracker(meta["tracking_uri"], meta["experiment"], meta["sweep_id"], say=say)
     if tracker.connect() and tracker.log_report(meta["parent_run_id"], directory):
+        log_sweep_run(root, cause_counts)  # the counts per cause join the sweep's metrics
         say(f"triage report logged to MLflow run {meta['parent_run_id']} (artifacts: triage/)")

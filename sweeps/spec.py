@@ -95,7 +95,20 @@ class Scaling(_Model):
 
 class Tracking(_Model):
     uri: str | None = None  # None: --tracking-uri, then MLFLOW_TRACKING_URI, then MLflow's default
-    experiment: str | None = None  # None: the sweep name
+    experiment: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # None: name
+    # Runs ending with one of these verdicts get their generator logged as an MLflow model
+    # (mlflow.pyfunc.load_model(...).predict(z) samples); [] logs none.
+    log_model: list[str] = Field(default_factory=lambda: ["stable"])
+
+    @field_validator("log_model")
+    @classmethod
+    def _known_verdicts(cls, verdicts: list[str]) -> list[str]:
+        from gan_core.monitor import STATUSES
+
+        for verdict in verdicts:
+            if verdict not in STATUSES:
+                raise ValueError(f"unknown verdict {verdict!r}; valid: {', '.join(STATUSES)}")
+        return verdicts
 
 
 class Execution(_Model):

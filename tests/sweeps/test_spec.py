@@ -97,6 +97,27 @@ BAD_INPUTS = {
     ),
     "lr without effect": ({"grid": {"lr": [1e-3], "g_lr": [1e-3], "d_lr": [1e-3]}}, "grid.lr"),
     "bad name": ({"name": "../x"}, "name:"),
+    "experiment outside the artifact root": (
+        {"tracking": {"experiment": "../../../x"}},
+        "tracking.experiment:",
+    ),
+    "unknown verdict to log models for": (
+        {"tracking": {"log_model": ["stabel"]}},
+        "tracking.log_model: unknown verdict 'stabel'",
+    ),
+    "multi-objective with a pruning scheduler": (
+        {
+            "search": {
+                "space": {"lr": {"type": "float", "low": 1e-4, "high": 1e-2}},
+                "objective": [
+                    {"metric": "quality/modes", "mode": "max"},
+                    {"metric": "quality/kl", "mode": "min"},
+                ],
+                "scheduler": {"type": "optuna", "n_warmup_steps": 3},
+            }
+        },
+        "search.scheduler: optuna stops trials by one objective",
+    ),
     "unknown scaling rule": ({"scaling": {"rule": "cubic"}}, "scaling.rule"),
     "negative max_failures": ({"failure": {"max_failures": -1}}, "failure.max_failures"),
     "search low above high": (
