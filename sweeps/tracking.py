@@ -366,7 +366,7 @@ class MlflowSink:
         params = [
             Param(key, _text(value)[:MAX_PARAM_VAL_LENGTH])
             for key, value in flat.items()
-            if key not in self._params and value is not None
+            if key not in self._params
         ]
         if params and not self._params:  # a new run: give it a name a person can read
             self.tracker.set_tags(self.run_id, {"mlflow.runName": run_name(self.trial_id, config)})

@@ -111,6 +111,8 @@ def test_mlflow_sink_is_idempotent(tmp_path):
     assert run.data.tags["mlflow.parentRunId"] == parent
     assert run.data.tags["gansweep.trial_id"] == "t0000" and run.info.status == "FINISHED"
     assert len(run.data.params) == len(flatten_config(RunConfig().to_dict()))
+    assert run.data.params["init_seed"] == run.data.params["data_seed"] == "0"  # not 'None'
+    assert run.info.run_name == "t0000 seed=0 bs=256 lr=0.001"
 
 
 def test_unreachable_server_is_noticed_quickly(tmp_path):
