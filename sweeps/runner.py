@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .console import tune_verbose
 from .recorder import Recorder, now_iso, say, sync_outcomes
 from .results import FIXED_COLUMNS, SweepTables, varied_paths
 from .spec import (
@@ -338,7 +339,7 @@ def _run_config(spec: SweepSpec, sweep_dir: SweepDir, name: str) -> Any:
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         # result.json per trial, which Tune's ExperimentAnalysis reads; no CSV/TensorBoard copies.
         callbacks=[SweepCallback(sweep_dir.root), JsonLoggerCallback()],
-        verbose=0,
+        verbose=tune_verbose(),  # Tune's own table with --verbose; the Recorder prints progress
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -43,6 +45,7 @@ __all__ = [
     "resolve_point",
     "check_resources",
     "resolve_path",
+    "expand_path",
 ]
 
 # Grid and search-space shortcuts -> dotted RunConfig paths. `lr` is special: it sets
@@ -79,6 +82,20 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+def expand_path(value: str | None) -> str | None:
+    """`~` and `$VARS` expanded, in plain paths and in sqlite:/// and file:// URIs."""
+    if value is None:
+        return None
+    value = os.path.expandvars(value)
+    for prefix in ("sqlite:///", "file://"):
+        if value.startswith(prefix + "~"):
+            return prefix + os.path.expanduser(value[len(prefix) :])
+    return value if "://" in value else os.path.expanduser(value)
+
+
+UserPath = Annotated[str, AfterValidator(expand_path)]  # a path or URI with ~ and $VARS expanded
+
+
 class Resources(_Model):
     cpus: float = Field(1.0, gt=0)  # CPUs per trial; torch uses this many threads
     gpus: float = Field(0.0, ge=0)  # GPUs per trial (fractions share one GPU)
@@ -94,7 +111,7 @@ class Scaling(_Model):
 
 
 class Tracking(_Model):
-    uri: str | None = None  # None: --tracking-uri, then MLFLOW_TRACKING_URI, then MLflow's default
+    uri: UserPath | None = None  # None: --tracking-uri, $MLFLOW_TRACKING_URI, MLflow's default
     experiment: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # None: name
     # Runs ending with one of these verdicts get their generator logged as an MLflow model
     # (mlflow.pyfunc.load_model(...).predict(z) samples); [] logs none.
@@ -114,7 +131,7 @@ class Tracking(_Model):
 class Execution(_Model):
     reuse_actors: bool = True  # keep Ray workers between trials (0.3 s vs 2.8 s per trial)
     max_concurrent: int | None = Field(None, gt=0)  # None: as many as the resources allow
-    storage: str | None = None  # Tune storage (absolute path or URI); None: SWEEP_DIR/tune
+    storage: UserPath | None = None  # Tune storage (absolute path or URI); None: SWEEP_DIR/tune
     # Grid points that differ only in seeds and learning rates train as one Tune trial, up to
     # this many at once (members of one pack: gan_core's member axis). 1: one trial per point.
     pack_seeds: int = Field(1, gt=0)
@@ -207,7 +224,7 @@ class SearchSpec(_Model):
     # Default: ASHA for one objective, none for several (Optuna cannot prune those).
     scheduler: Scheduler = Field(default_factory=lambda: AshaScheduler(type="asha"))
     sampler: Literal["tpe", "nsga2", "random"] = "tpe"  # Optuna sampler (all do multi-objective)
-    storage: str | None = None  # Optuna RDB URL; None: sqlite:///SWEEP_DIR/optuna.db
+    storage: UserPath | None = None  # Optuna RDB URL; None: sqlite:///SWEEP_DIR/optuna.db
     study_name: str | None = None  # None: the sweep name
     seed: int = 0  # sampler seed of the first call (later calls derive theirs from it)
     max_concurrent: int | None = Field(None, gt=0)  # None: as many as the resources allow
@@ -251,7 +268,7 @@ class SweepSpec(_Model):
     checkpoint_every: int = Field(5, gt=0)  # Tune checkpoint every K epochs (and at the end)
     scaling: Scaling = Field(default_factory=Scaling)
     max_trials: int = Field(256, gt=0)  # refuse grids (or --trials) larger than this
-    results_dir: str = "runs"  # sweep directories go under here
+    results_dir: UserPath = "runs"  # sweep directories go under here (~ and $VARS expanded)
     tracking: Tracking = Field(default_factory=Tracking)
     execution: Execution = Field(default_factory=Execution)
     early_stop: EarlyStop = Field(default_factory=EarlyStop)
