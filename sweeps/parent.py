@@ -45,7 +45,7 @@ def best_row(rows: list[dict[str, Any]], metric: str, mode: str) -> tuple[str, f
         value = row.get(f"final/{metric}")
         if _excluded(row) or row.get("verdict") == "diverged":
             continue
-        if isinstance(value, (int, float)) and math.isfinite(value):
+        if isinstance(value, (int, float)) and not math.isnan(value):  # +-inf as in the study
             scored.append((float(value), str(row["trial_id"])))
     if not scored:
         return None

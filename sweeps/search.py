@@ -125,8 +125,8 @@ class GanOptunaSearch(OptunaSearch):
             name = key[len(prefix) :]
             if name.startswith("loss/") and math.isnan(value):
                 self._diverged.add(trial_id)
-            elif name in self._objectives and math.isfinite(value):
-                latest[name] = float(value)
+            elif name in self._objectives and not math.isnan(value):
+                latest[name] = float(value)  # +-inf is a value (e.g. KL with no mode reached)
 
     def values(self, trial_id: str) -> list[float] | None:
         """The trial's objective values now; None when diverged or one is not measured yet."""

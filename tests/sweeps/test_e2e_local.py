@@ -249,3 +249,53 @@ def test_real_sweep_triages_itself_and_its_report_renders_in_chromium(ray_local,
     client = MlflowClient(meta["tracking_uri"])
     logged = {a.path for a in client.list_artifacts(meta["parent_run_id"], "triage")}
     assert {"triage/report.html", "triage/triage.json", "triage/report.md"} <= logged
+
+
+def test_asha_search_quiet_pruned_trials_everywhere(ray_local, tmp_path, capsys):
+    """Under ASHA: pruned trials are PRUNED in the study with every epoch's value, tagged
+    pruned (with the epoch) in MLflow, never counted as failures; --quiet prints no per-trial
+    lines but the study's best."""
+    import optuna
+    from mlflow import MlflowClient
+
+    search = {
+        "space": {"lr": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True}},
+        # loss/d: measured every epoch and different for every trial, so ASHA has a ranking
+        "objective": {"metric": "loss/d", "mode": "min"},
+        "scheduler": {"type": "asha", "grace_period": 2, "reduction_factor": 2},
+        "trials": 5,
+        "max_concurrent": 1,
+    }
+    path = write_sweep(tmp_path, name="asha", search=search, grid=None, epochs=6)
+    assert main(["search", str(path), "--no-triage", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "done after" not in out and "running:" not in out
+    root = tmp_path / "runs" / "asha-search"
+    study = optuna.load_study(study_name="asha", storage=f"sqlite:///{root / 'optuna.db'}")
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert pruned and complete, [t.state for t in study.trials]
+    for t in study.trials:  # every epoch reached the study, the last one included
+        assert sorted(t.intermediate_values) == list(range(1, t.user_attrs["epochs_run"] + 1))
+    assert all(t.user_attrs["epochs_run"] == 6 for t in complete)
+    best = study.best_trial
+    assert f"best {best.user_attrs['gansweep_trial_id']}: loss/d={best.value:.4g}" in out
+    meta = json.loads((root / "sweep.json").read_text())
+    client = MlflowClient(meta["tracking_uri"])
+    for t in pruned:
+        tags = client.get_run(t.user_attrs["mlflow_run_id"]).data.tags
+        assert tags["gansweep.status"] == "pruned" and tags["gansweep.verdict"] == "pruned"
+        assert tags["gansweep.pruned_at_epoch"] == str(t.user_attrs["epochs_run"])
+    parent = client.get_run(meta["parent_run_id"])
+    assert parent.info.run_name == "search: asha"
+    assert parent.data.metrics["best/loss/d"] == pytest.approx(best.value)
+
+
+def test_verbose_shows_tunes_own_table(ray_local, tmp_path, capsys):
+    path = write_sweep(tmp_path, name="loud", grid={"seed": [0]})
+    assert main(["run", str(path), "--no-triage", "--verbose"]) == 0
+    out = capsys.readouterr()
+    assert "== Status ==" in out.out + out.err
+    assert main(["run", str(path), "--no-triage"]) == 0
+    out = capsys.readouterr()
+    assert "== Status ==" not in out.out + out.err
