@@ -269,5 +269,6 @@ def test_examples_are_valid():
     assert {p.name for p in examples} >= {"demo.yaml", "digits_dcgan.yaml", "wgan_gp.yaml"}
     for path in examples:
         spec = load_spec(path)
-        assert expand_grid(spec), path
+        assert spec.grid is None or expand_grid(spec), path
+        assert spec.grid is not None or spec.search is not None, path
         assert not math.isnan(spec.base_config().train.g_lr)
