@@ -541,9 +541,32 @@ def run_triage(root: Path) -> None:
     except AnalysisInputError as err:
         say(f"triage skipped: {err}")
         return
-    print(format_summary(result), flush=True)
-    say(f"triage report: {paths['html']} (again: gansweep triage {root} --out DIR)")
+    # The details first; the end says, in this order: where the report is, what it found,
+    # and how to see the runs in MLflow.
+    print(format_summary(result).removeprefix(result.summary).strip("\n"), flush=True)
     _log_report(root, root / "triage", result.cause_counts)
+    print(flush=True)
+    say(f"triage report: {_shown(paths['html'])} (open it in a browser; again: "
+        f"gansweep triage {_shown(root)} --out DIR)")
+    print(result.summary, flush=True)
+    meta = SweepDir(root).read_meta()
+    say(f"runs in MLflow: {_mlflow_ui(meta['tracking_uri'])} (experiment {meta['experiment']})")
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the current directory when it is below it (shorter to read)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _mlflow_ui(uri: str) -> str:
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri}"
+    if uri == f"sqlite:///{Path.cwd() / 'mlflow.db'}":  # MLflow's default, here
+        uri = "sqlite:///mlflow.db"
+    return f"mlflow ui --backend-store-uri {uri}"
 
 
 def _log_report(root: Path, directory: Path, cause_counts: dict[str, int]) -> None:

@@ -98,6 +98,17 @@ class GanOptunaSearch(OptunaSearch):
         self._diverged: set[str] = set()
         super().__init__(*args, **kwargs)
 
+    @property
+    def metric(self) -> str:
+        """The key Tune checks in every result. The objectives themselves (one or several,
+        `self._metric`) are read from the trial's records, which Tune cannot check."""
+        return OBJECTIVE
+
+    @property
+    def mode(self) -> str:
+        """The first objective's mode, for Tune; the study has one direction per objective."""
+        return self._mode[0] if isinstance(self._mode, list) else self._mode
+
     def _setup_study(self, mode: Any) -> None:
         super()._setup_study(mode)
         if self._pruner is not None:

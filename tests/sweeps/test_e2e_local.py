@@ -223,7 +223,7 @@ def test_search_persists_study_and_continues(ray_local, tmp_path, capsys):
     )
 
 
-def test_real_sweep_triages_itself_and_its_report_renders_in_chromium(ray_local, tmp_path):
+def test_real_sweep_triages_itself_and_its_report_renders_in_chromium(ray_local, tmp_path, capsys):
     """The product end to end: a real grid sweep, its automatic triage, the report in a browser."""
     from mlflow import MlflowClient
 
@@ -238,6 +238,13 @@ def test_real_sweep_triages_itself_and_its_report_renders_in_chromium(ray_local,
     assert html.is_file() and (root / "triage" / "triage.json").is_file()
 
     result = triage(load_results(root))
+    # The end of the output: where the report is, what it found, how to see the runs.
+    tail = capsys.readouterr().out.rstrip().splitlines()[-3:]
+    assert tail[0].startswith(f"[gansweep] triage report: {html}") and "browser" in tail[0]
+    assert tail[1] == result.summary
+    meta = json.loads((root / "sweep.json").read_text())
+    ui = f"mlflow ui --backend-store-uri {meta['tracking_uri']}"
+    assert tail[2].startswith(f"[gansweep] runs in MLflow: {ui}")
     facts, requests = _open(html, tmp_path)
     assert facts["summary"] == result.summary
     assert facts["heatmaps"] and all(h["ok"] and h["box"][0] > 100 for h in facts["heatmaps"])
@@ -299,3 +306,27 @@ def test_verbose_shows_tunes_own_table(ray_local, tmp_path, capsys):
     assert main(["run", str(path), "--no-triage"]) == 0
     out = capsys.readouterr()
     assert "== Status ==" not in out.out + out.err
+
+
+def test_multi_objective_search_prints_the_pareto_front(ray_local, tmp_path, capsys):
+    import optuna
+
+    search = {
+        "space": {"lr": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True}},
+        "objective": [
+            {"metric": "loss/d", "mode": "min"},
+            {"metric": "loss/g", "mode": "min"},
+        ],
+        "sampler": "nsga2",
+        "trials": 3,
+    }
+    path = write_sweep(tmp_path, name="pareto", search=search, grid=None)
+    assert main(["search", str(path), "--no-triage"]) == 0
+    root = tmp_path / "runs" / "pareto-search"
+    study = optuna.load_study(study_name="pareto", storage=f"sqlite:///{root / 'optuna.db'}")
+    assert len(study.directions) == 2 and len(study.trials) == 3
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    out = capsys.readouterr().out
+    assert f"Pareto front ({len(study.best_trials)} trials):" in out
+    for t in study.best_trials:
+        assert f"{t.user_attrs['gansweep_trial_id']}: loss/d={t.values[0]:.4g}" in out
