@@ -436,7 +436,8 @@ def search_sweep(
         slots = spec.search.max_concurrent or _parallel_slots(spec)
         searcher, scheduler = build_search(spec, storage, study, slots)
         run_config = _run_config(spec, sweep_dir, name)
-        run_config.callbacks.append(StudyLink(run_config.callbacks[0], storage, study))
+        sweep_callback = next(c for c in run_config.callbacks if hasattr(c, "recorder"))
+        run_config.callbacks.append(StudyLink(sweep_callback, storage, study))
         tuner = tune.Tuner(
             _trainable(spec),
             tune_config=tune.TuneConfig(
