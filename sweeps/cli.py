@@ -190,6 +190,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     _check_dashboard(args)
     plan = plan_run(args.sweep, args.out, args.tracking_uri, _nodes(args.address))
+    taken = plan.root.parent / plan.spec.name
+    if not args.out and plan.root != taken.resolve():
+        print(
+            f"note: {taken} already holds a sweep; this run writes to {plan.root} "
+            f"(to continue the earlier one instead: gansweep resume {taken})"
+        )
     if args.dry_run:
         print(format_plan(plan))
         return 0

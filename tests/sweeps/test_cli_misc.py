@@ -173,3 +173,14 @@ def test_progress_shows_each_running_trial_and_a_moving_eta(tmp_path, monkeypatc
     recorder.observed["t0000"][3] = {}  # one more epoch, no trial finished: the estimate moves
     assert "running: t0000 e3/4" in recorder.status_line(2)
     assert "~4m00s left" in recorder.status_line(2)  # 4 epochs in 120 s, 8 left -> 240 s
+
+
+def test_a_second_run_says_where_it_writes(tmp_path, capsys):
+    path = write_sweep(tmp_path)
+    (tmp_path / "runs" / "tiny").mkdir(parents=True)
+    (tmp_path / "runs" / "tiny" / "sweep.json").write_text("{}")
+    assert main(["run", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    taken, new = tmp_path / "runs" / "tiny", tmp_path / "runs" / "tiny-2"
+    assert f"note: {taken} already holds a sweep; this run writes to {new}" in out
+    assert f"gansweep resume {taken}" in out
