@@ -10,7 +10,7 @@ import time
 import pandas as pd
 import pytest
 
-from gan_core import RunConfig, flatten_config
+from gan_core import RunConfig, Trainer, flatten_config
 from sweeps.results import SweepTables, TrialOutcome, epoch_rows, trial_row, varied_paths
 from sweeps.sweepdir import SweepDir
 from sweeps.tracking import Tracker, resolve_tracking_uri
@@ -126,3 +126,29 @@ def test_unreachable_server_is_noticed_quickly(tmp_path):
     assert sink.start() is None
     sink.log({"loss/d": 1.0}, 1)
     assert not sink.finish([], {}, None)
+
+
+def test_generator_sampler_is_the_members_generator(tmp_path):
+    """In a pack, the logged sampler of member m computes what the trainer's member m does."""
+    import torch
+
+    from gan_core import Member
+    from sweeps.sampler import GeneratorSampler
+    from sweeps.tracking import _member_index
+
+    cfg = RunConfig.from_dict(
+        {"data": {"name": "ring", "n_points": 500}, "train": {"steps_per_epoch": 3, "epochs": 1}}
+    )
+    trainer = Trainer(cfg, members=[Member(0, 0, 1e-3, 1e-3), Member(1, 1, 2e-3, 2e-3)])
+    for _ in trainer.epochs():
+        pass
+    trainer.save_checkpoint(tmp_path / "c.pt")
+    state = torch.load(tmp_path / "c.pt", weights_only=True)
+    second = {"seed": 1, "init_seed": None, "train": {"g_lr": 2e-3, "d_lr": 2e-3}}
+    assert _member_index(state, second) == 1
+    assert _member_index(state, {**second, "seed": 5}) is None
+    sampler = GeneratorSampler.from_state(cfg, state, state["slots"].index(1))
+    z = torch.randn(16, cfg.generator.latent_dim)
+    with torch.no_grad():
+        assert torch.allclose(sampler(z), trainer._generate_from(z, 1, None), atol=1e-6)
+        assert not torch.allclose(sampler(z), trainer._generate_from(z, 0, None))
