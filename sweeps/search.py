@@ -27,7 +27,15 @@ from ray.tune import Callback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from .spec import AshaScheduler, CategoricalParam, FloatParam, IntParam, OptunaPruner, SweepSpec
+from .spec import (
+    FAILED_OBJECTIVE,
+    AshaScheduler,
+    CategoricalParam,
+    FloatParam,
+    IntParam,
+    OptunaPruner,
+    SweepSpec,
+)
 
 __all__ = [
     "GanOptunaSearch",
@@ -42,6 +50,7 @@ __all__ = [
 ]
 
 OBJECTIVE = "objective"  # the key every trial report carries (trial.objective_value)
+_SUCCESS = ("stable",)  # verdicts that are no failure (analysis.normalize.DEFAULT_SUCCESS)
 
 
 def optuna_space(spec: SweepSpec) -> dict[str, optuna.distributions.BaseDistribution]:
@@ -185,6 +194,9 @@ class GanOptunaSearch(OptunaSearch):
         # Tune does not pass the last result (nor the one a scheduler stopped at) to
         # on_trial_result: it is reported here, so the study has every epoch.
         self.report(trial_id, result)
+        if result.get("final") and "verdict" in result:  # the verdict as an objective: 1 failed
+            failed = 0.0 if result["verdict"] in _SUCCESS else 1.0
+            self._latest.setdefault(trial_id, {})[FAILED_OBJECTIVE] = failed
         values = self.values(trial_id)
         errors = any(k == "errors" or k.startswith("errors/") for k in result)
         if error or not result or errors:

@@ -46,6 +46,7 @@ __all__ = [
     "check_resources",
     "resolve_path",
     "expand_path",
+    "FAILED_OBJECTIVE",
 ]
 
 # Grid and search-space shortcuts -> dotted RunConfig paths. `lr` is special: it sets
@@ -63,9 +64,13 @@ GRID_SHORTCUTS: dict[str, tuple[str, ...]] = {
 # Config fields in which the members of one pack may differ (gan_core.Member's fields).
 PACK_FIELDS = ("seed", "init_seed", "data_seed", "train.g_lr", "train.d_lr")
 
-# Record keys (docs/CONTRACTS.md) a search objective may name.
+# Not a record key: 1 when a run's verdict is a failure (not stable), 0 when it is stable.
+# Known at the end of a run only; across a study's trials it is the failure rate.
+FAILED_OBJECTIVE = "failed"
+# Record keys (docs/CONTRACTS.md) a search objective may name, and `failed`.
 _OBJECTIVE_METRICS = (
-    MIXTURE_KEYS
+    (FAILED_OBJECTIVE,)
+    + MIXTURE_KEYS
     + IMAGE_KEYS
     + CLASS_KEYS
     + DIVERSITY_KEYS
@@ -559,6 +564,11 @@ def _check_objective(metric: str, sched: Any, base: RunConfig) -> None:
         raise SpecError(
             f"search.objective.metric: unknown metric {metric!r}; "
             f"allowed: {', '.join(_OBJECTIVE_METRICS)}"
+        )
+    if metric == FAILED_OBJECTIVE and not isinstance(sched, NoScheduler):
+        raise SpecError(
+            f"search.scheduler: {metric} is known only when a run ends, so nothing can be "
+            "pruned by it; use scheduler: {type: none}"
         )
     mixture = base.data.name in _MIXTURE_DATA
     image_only = metric in IMAGE_KEYS or metric in CLASS_KEYS

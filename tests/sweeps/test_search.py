@@ -205,3 +205,25 @@ def test_multi_objective_study_and_pareto_front(tmp_path):
                 },
             )
         )
+
+
+def test_failure_as_an_objective(tmp_path):
+    """Maximise modes and minimise failures: `failed` is 1 for a failed verdict, 0 for stable."""
+    objectives = [{"metric": "quality/modes", "mode": "max"}, {"metric": "failed", "mode": "min"}]
+    search = {
+        "space": {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}},
+        "objective": objectives,
+    }
+    spec = parse_spec(sweep_dict(tmp_path, grid=None, search=search))
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    searcher = build_search(spec, url, "f", max_concurrent=2)[0].searcher
+    for i, (modes, verdict) in enumerate([(8.0, "mode_collapse"), (6.0, "stable")]):
+        tid = searcher.suggest(f"r{i}")["trial"]["members"][0]["trial_id"]
+        result = {**_result(tid, 3, True, **{"quality/modes": modes}), "verdict": verdict}
+        searcher.on_trial_complete(f"r{i}", result)
+    study = optuna.load_study(study_name="f", storage=url)
+    assert [t.values for t in study.trials] == [[8.0, 1.0], [6.0, 0.0]]
+    assert len(study.best_trials) == 2  # neither dominates the other
+    with pytest.raises(SpecError, match="failed is known only when a run ends"):
+        one = {**search, "objective": objectives[1], "scheduler": {"type": "asha"}}
+        parse_spec(sweep_dict(tmp_path, grid=None, search=one))
