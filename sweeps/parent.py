@@ -49,7 +49,8 @@ def best_row(rows: list[dict[str, Any]], metric: str, mode: str) -> tuple[str, f
             scored.append((float(value), str(row["trial_id"])))
     if not scored:
         return None
-    value, tid = max(scored) if mode == "max" else min(scored, key=lambda s: (s[0], s[1]))
+    # Ties go to the earliest trial, as Optuna's best_trial does.
+    value, tid = min(scored, key=lambda s: (-s[0] if mode == "max" else s[0], s[1]))
     return tid, value
 
 

@@ -15,6 +15,7 @@ write per epoch would stall every trial); everything else waits for its answer.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -538,6 +539,10 @@ def _log_generator(uri: str, run_id: str, state: dict[str, Any], artifacts: Path
         out = sampler(torch.from_numpy(z)).numpy()
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
+    # Its warning about pickles is for models from strangers; this one is the sweep's own.
+    quiet = logging.getLogger("mlflow.pytorch")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:
         with mlflow.start_run(run_id=run_id):
             mlflow.pytorch.log_model(
@@ -551,6 +556,7 @@ def _log_generator(uri: str, run_id: str, state: dict[str, Any], artifacts: Path
             )
     finally:
         mlflow.set_tracking_uri(previous)
+        quiet.setLevel(level)
     return True
 
 

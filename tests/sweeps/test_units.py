@@ -152,3 +152,18 @@ def test_generator_sampler_is_the_members_generator(tmp_path):
     with torch.no_grad():
         assert torch.allclose(sampler(z), trainer._generate_from(z, 1, None), atol=1e-6)
         assert not torch.allclose(sampler(z), trainer._generate_from(z, 0, None))
+
+
+def test_best_is_the_studys_best():
+    from sweeps.parent import best_row
+
+    rows = [
+        {"trial_id": "o0000", "status": "ok", "verdict": "stable", "final/quality/modes": 8.0},
+        {"trial_id": "o0001", "status": "pruned", "verdict": "stable", "final/quality/modes": 9.0},
+        {"trial_id": "o0002", "status": "ok", "verdict": "diverged", "final/quality/modes": 9.0},
+        {"trial_id": "o0003", "status": "ok", "verdict": "mode_collapse", "final/quality/modes": 8},
+        {"trial_id": "o0004", "status": "error", "verdict": "error"},
+    ]
+    assert best_row(rows, "quality/modes", "max") == ("o0000", 8.0)  # ties: the earliest
+    assert best_row(rows, "quality/modes", "min") == ("o0000", 8.0)
+    assert best_row(rows[4:], "quality/modes", "max") is None
