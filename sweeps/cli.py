@@ -33,6 +33,36 @@ def _add_ray_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri", help=DEFAULT_URI_HELP)
     p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard (embedded Ray)")
     p.add_argument("--no-triage", action="store_true", help="do not triage the sweep at the end")
+    _add_verbosity(p)
+
+
+def _add_verbosity(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--quiet",
+        "-q",
+        action="store_const",
+        const="quiet",
+        dest="verbosity",
+        help="no per-trial lines or progress; errors and the end summary only",
+    )
+    group.add_argument(
+        "--verbose",
+        "-v",
+        action="store_const",
+        const="verbose",
+        dest="verbosity",
+        help="also show Ray Tune's own progress table",
+    )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gansweep")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gansweep",
         description="Run GAN experiment sweeps on Ray Tune, track them in MLflow, triage failures.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train one run on this machine (no Ray)")
@@ -159,6 +190,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     _check_dashboard(args)
     plan = plan_run(args.sweep, args.out, args.tracking_uri, _nodes(args.address))
+    taken = plan.root.parent / plan.spec.name
+    if not args.out and plan.root != taken.resolve():
+        print(
+            f"note: {taken} already holds a sweep; this run writes to {plan.root} "
+            f"(to continue the earlier one instead: gansweep resume {taken})"
+        )
     if args.dry_run:
         print(format_plan(plan))
         return 0
@@ -208,9 +245,23 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _expand_paths(args: argparse.Namespace) -> None:
+    """`~` and `$VARS` in path options, as in the sweep file (quoted ones reach us unexpanded)."""
+    from .spec import expand_path
+
+    for name in ("out", "sweep_dir", "tracking_uri", "sweep", "config"):
+        if isinstance(getattr(args, name, None), str):
+            setattr(args, name, expand_path(getattr(args, name)))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `gansweep` console command; returns the exit code."""
     args = build_parser().parse_args(argv)
+    _expand_paths(args)
+    if hasattr(args, "verbosity"):  # run, search, resume: normal unless asked
+        from .console import set_verbosity
+
+        set_verbosity(args.verbosity or "normal")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:  # a second Ctrl-C: Tune's graceful stop was skipped

@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .console import eta_seconds, running_text, show_progress
+from .parent import best_row
 from .results import SweepTables, TrialOutcome, epoch_rows, trial_row
 from .spec import SweepSpec, load_spec
 from .sweepdir import SweepDir
@@ -60,6 +62,7 @@ class Recorder:
         self.tracker = Tracker(
             self.meta["tracking_uri"], self.meta["experiment"], self.meta["sweep_id"], say
         )
+        self.tracker.model_verdicts = tuple(self.spec.tracking.log_model)
         self.sinks: dict[str, MlflowSink] = {}
         self.observed: dict[str, dict[int, dict[str, float]]] = {}
         self.errors: dict[str, str] = {}
@@ -195,13 +198,16 @@ class Recorder:
         if outcome.started_at:
             start = datetime.fromisoformat(outcome.started_at)
             self.durations.append((datetime.now(timezone.utc) - start).total_seconds())
-        say(_finished_line(outcome, len(self.tables.trials), self.meta.get("n_trials")))
+        if show_progress() or outcome.status == "error":
+            say(_finished_line(outcome, len(self.tables.trials), self.meta.get("n_trials")))
 
     # ------------------------------------------------------------------ progress
     def progress(self, running: int, force: bool = False) -> None:
         """Every 15 s: finished/running/failed, verdicts, best so far and time left."""
         self.max_running = max(self.max_running, running)
         if not force and time.monotonic() - self._last_progress < _PROGRESS_EVERY_S:
+            return
+        if not force and not show_progress():
             return
         self._last_progress = time.monotonic()
         say(self.status_line(running))
@@ -210,31 +216,43 @@ class Recorder:
         rows = list(self.tables.trials.values())
         total = self.meta.get("n_trials")
         errors = sum(r["status"] == "error" for r in rows)
+        pruned = sum(r["status"] == "pruned" for r in rows)
         verdicts = Counter(r["verdict"] for r in rows if r["status"] == "ok")
         parts = [
-            f"{len(rows)}{f'/{total}' if total else ''} finished ({errors} error)",
+            f"{len(rows)}{f'/{total}' if total else ''} finished ({errors} error"
+            + (f", {pruned} pruned)" if pruned else ")"),
             f"{running} running",
             ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())) or "no verdicts yet",
         ]
         best = self._best(rows)
         if best:
             parts.append(best)
-        if total and self.durations and len(rows) < total:
-            left = max(0, total - len(rows))
-            eta = sum(self.durations) / len(self.durations) * left / max(1, self.max_running)
+        finished = self.tables.trials
+        live = {t: max(e, default=0) for t, e in self.observed.items() if t not in finished}
+        lives = running_text(live, self.spec.base_config().train.epochs)
+        if lives and running:
+            parts.append(lives)
+        eta = self._eta(total, len(rows), live) if elapsed else None
+        if eta is not None:
             parts.append(f"~{_minutes(eta)} left")
         if elapsed:
             parts.append(f"elapsed {_minutes(time.monotonic() - self._t0)}")
         return " | ".join(parts)
 
+    def _eta(self, total: int | None, finished: int, live: dict[str, int]) -> float | None:
+        """Time left from the epoch rate of this driver (moves between completions)."""
+        if not total or finished >= total:
+            return None
+        epochs = self.spec.base_config().train.epochs
+        done = sum(len(e) for e in self.observed.values())
+        waiting = max(0, total - finished - len(live))
+        left = sum(epochs - e for e in live.values()) + waiting * epochs
+        return eta_seconds(done, left, time.monotonic() - self._t0)
+
     def _best(self, rows: list[dict[str, Any]]) -> str | None:
         metric, mode = default_objective(self.spec)
-        scored = [(r.get(f"best/{metric}", r.get(f"final/{metric}")), r["trial_id"]) for r in rows]
-        scored = [(v, t) for v, t in scored if isinstance(v, float) and math.isfinite(v)]
-        if not scored:
-            return None
-        value, tid = max(scored) if mode == "max" else min(scored)
-        return f"best {tid} {metric}={value:.4g}"
+        best = best_row(rows, metric, mode)  # the study's notion: final values of complete runs
+        return None if best is None else f"best {best[0]} {metric}={best[1]:.4g}"
 
     def unlogged(self) -> list[str]:
         return sorted(t for t, r in self.tables.trials.items() if not r.get("mlflow_run_id"))
@@ -279,7 +297,7 @@ def _finished_line(outcome: TrialOutcome, done: int, total: int | None) -> str:
     if outcome.status == "error":
         what = f"ERROR {what}"
     elif outcome.pruned:
-        what = f"stopped early by the scheduler, {what}"
+        what = f"pruned at epoch {len(outcome.records)} by the scheduler (so far: {what})"
     elif (outcome.verdict or {}).get("stopped_early"):
         what = f"stopped early (confident failure), {what}"
     count = f"{done}/{total}" if total else str(done)

@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .console import tune_verbose
 from .recorder import Recorder, now_iso, say, sync_outcomes
 from .results import FIXED_COLUMNS, SweepTables, varied_paths
 from .spec import (
@@ -338,7 +339,7 @@ def _run_config(spec: SweepSpec, sweep_dir: SweepDir, name: str) -> Any:
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         # result.json per trial, which Tune's ExperimentAnalysis reads; no CSV/TensorBoard copies.
         callbacks=[SweepCallback(sweep_dir.root), JsonLoggerCallback()],
-        verbose=0,
+        verbose=tune_verbose(),  # Tune's own table with --verbose; the Recorder prints progress
     )
 
 
@@ -412,7 +413,7 @@ def search_sweep(
     """Start (or continue) an Optuna search. Returns the exit code."""
     from ray import tune
 
-    from .search import OBJECTIVE, build_search
+    from .search import OBJECTIVE, StudyLink, build_search, summary_lines
 
     spec = plan.spec
     assert spec.search is not None
@@ -434,6 +435,9 @@ def search_sweep(
         _warn_storage(spec, address)
         slots = spec.search.max_concurrent or _parallel_slots(spec)
         searcher, scheduler = build_search(spec, storage, study, slots)
+        run_config = _run_config(spec, sweep_dir, name)
+        sweep_callback = next(c for c in run_config.callbacks if hasattr(c, "recorder"))
+        run_config.callbacks.append(StudyLink(sweep_callback, storage, study))
         tuner = tune.Tuner(
             _trainable(spec),
             tune_config=tune.TuneConfig(
@@ -446,9 +450,11 @@ def search_sweep(
                 trial_name_creator=_trial_name,
                 trial_dirname_creator=_trial_name,
             ),
-            run_config=_run_config(spec, sweep_dir, name),
+            run_config=run_config,
         )
         code = _fit(tuner, sweep_dir)
+    for line in summary_lines(storage, study, spec):
+        say(line)
     return _finish(sweep_dir, code, triage)
 
 
@@ -512,8 +518,11 @@ def _warn_storage(spec: SweepSpec, address: str | None) -> None:
 
 
 def _finish(sweep_dir: SweepDir, code: int, triage: bool) -> int:
+    from .parent import log_sweep_run
+
     recorder_line = Recorder(sweep_dir.root).status_line(0, elapsed=False)
     say(f"results: {sweep_dir.trials_parquet} | {recorder_line}")
+    log_sweep_run(sweep_dir.root)
     if code == 0 and triage:
         run_triage(sweep_dir.root)
     return code
@@ -533,17 +542,43 @@ def run_triage(root: Path) -> None:
     except AnalysisInputError as err:
         say(f"triage skipped: {err}")
         return
-    print(format_summary(result), flush=True)
-    say(f"triage report: {paths['html']} (again: gansweep triage {root} --out DIR)")
-    _log_report(root, root / "triage")
+    # The details first; the end says, in this order: where the report is, what it found,
+    # and how to see the runs in MLflow.
+    print(format_summary(result).removeprefix(result.summary).strip("\n"), flush=True)
+    _log_report(root, root / "triage", result.cause_counts)
+    print(flush=True)
+    say(f"triage report: {_shown(paths['html'])} (open it in a browser; again: "
+        f"gansweep triage {_shown(root)} --out DIR)")
+    print(result.summary, flush=True)
+    meta = SweepDir(root).read_meta()
+    say(f"runs in MLflow: {_mlflow_ui(meta['tracking_uri'])} (experiment {meta['experiment']})")
 
 
-def _log_report(root: Path, directory: Path) -> None:
+def _shown(path: Path) -> str:
+    """A path relative to the current directory when it is below it (shorter to read)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _mlflow_ui(uri: str) -> str:
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri}"
+    if uri == f"sqlite:///{Path.cwd() / 'mlflow.db'}":  # MLflow's default, here
+        uri = "sqlite:///mlflow.db"
+    return f"mlflow ui --backend-store-uri {uri}"
+
+
+def _log_report(root: Path, directory: Path, cause_counts: dict[str, int]) -> None:
     """The report also goes to the sweep's parent MLflow run, where its trials are."""
+    from .parent import log_sweep_run
+
     meta = SweepDir(root).read_meta()
     if not meta.get("parent_run_id"):
         say("triage report not logged to MLflow: the sweep has no parent run (tracking was down)")
         return
     tracker = Tracker(meta["tracking_uri"], meta["experiment"], meta["sweep_id"], say=say)
     if tracker.connect() and tracker.log_report(meta["parent_run_id"], directory):
+        log_sweep_run(root, cause_counts)  # the counts per cause join the sweep's metrics
         say(f"triage report logged to MLflow run {meta['parent_run_id']} (artifacts: triage/)")

@@ -11,13 +11,22 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gan_core.config import ConfigError, RunConfig
 from gan_core.metric_keys import CLASS_KEYS, DIVERSITY_KEYS, IMAGE_KEYS, MIXTURE_KEYS
@@ -36,6 +45,8 @@ __all__ = [
     "resolve_point",
     "check_resources",
     "resolve_path",
+    "expand_path",
+    "FAILED_OBJECTIVE",
 ]
 
 # Grid and search-space shortcuts -> dotted RunConfig paths. `lr` is special: it sets
@@ -53,9 +64,13 @@ GRID_SHORTCUTS: dict[str, tuple[str, ...]] = {
 # Config fields in which the members of one pack may differ (gan_core.Member's fields).
 PACK_FIELDS = ("seed", "init_seed", "data_seed", "train.g_lr", "train.d_lr")
 
-# Record keys (docs/CONTRACTS.md) a search objective may name.
+# Not a record key: 1 when a run's verdict is a failure (not stable), 0 when it is stable.
+# Known at the end of a run only; across a study's trials it is the failure rate.
+FAILED_OBJECTIVE = "failed"
+# Record keys (docs/CONTRACTS.md) a search objective may name, and `failed`.
 _OBJECTIVE_METRICS = (
-    MIXTURE_KEYS
+    (FAILED_OBJECTIVE,)
+    + MIXTURE_KEYS
     + IMAGE_KEYS
     + CLASS_KEYS
     + DIVERSITY_KEYS
@@ -70,6 +85,20 @@ class SpecError(ConfigError):
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def expand_path(value: str | None) -> str | None:
+    """`~` and `$VARS` expanded, in plain paths and in sqlite:/// and file:// URIs."""
+    if value is None:
+        return None
+    value = os.path.expandvars(value)
+    for prefix in ("sqlite:///", "file://"):
+        if value.startswith(prefix + "~"):
+            return prefix + os.path.expanduser(value[len(prefix) :])
+    return value if "://" in value else os.path.expanduser(value)
+
+
+UserPath = Annotated[str, AfterValidator(expand_path)]  # a path or URI with ~ and $VARS expanded
 
 
 class Resources(_Model):
@@ -87,14 +116,27 @@ class Scaling(_Model):
 
 
 class Tracking(_Model):
-    uri: str | None = None  # None: --tracking-uri, then MLFLOW_TRACKING_URI, then MLflow's default
-    experiment: str | None = None  # None: the sweep name
+    uri: UserPath | None = None  # None: --tracking-uri, $MLFLOW_TRACKING_URI, MLflow's default
+    experiment: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # None: name
+    # Runs ending with one of these verdicts get their generator logged as an MLflow model
+    # (mlflow.pyfunc.load_model(...).predict(z) samples); [] logs none.
+    log_model: list[str] = Field(default_factory=lambda: ["stable"])
+
+    @field_validator("log_model")
+    @classmethod
+    def _known_verdicts(cls, verdicts: list[str]) -> list[str]:
+        from gan_core.monitor import STATUSES
+
+        for verdict in verdicts:
+            if verdict not in STATUSES:
+                raise ValueError(f"unknown verdict {verdict!r}; valid: {', '.join(STATUSES)}")
+        return verdicts
 
 
 class Execution(_Model):
     reuse_actors: bool = True  # keep Ray workers between trials (0.3 s vs 2.8 s per trial)
     max_concurrent: int | None = Field(None, gt=0)  # None: as many as the resources allow
-    storage: str | None = None  # Tune storage (absolute path or URI); None: SWEEP_DIR/tune
+    storage: UserPath | None = None  # Tune storage (absolute path or URI); None: SWEEP_DIR/tune
     # Grid points that differ only in seeds and learning rates train as one Tune trial, up to
     # this many at once (members of one pack: gan_core's member axis). 1: one trial per point.
     pack_seeds: int = Field(1, gt=0)
@@ -111,22 +153,39 @@ class EarlyStop(_Model):
 
 
 class FloatParam(_Model):
+    """Optuna's `suggest_float`: `{type: float, low, high, log: true}` (or `type: log_float`)."""
+
     type: Literal["float", "log_float"]
     low: float
     high: float
+    log: bool = False  # sample on a log scale (low > 0); `type: log_float` says the same
+    step: float | None = Field(None, gt=0)  # discretization step; not with log
+
+    @property
+    def is_log(self) -> bool:
+        return self.log or self.type == "log_float"
 
 
 class IntParam(_Model):
+    """Optuna's `suggest_int`: `{type: int, low, high, step, log}`."""
+
     type: Literal["int"]
     low: int
     high: int  # inclusive
     step: int = Field(1, gt=0)
-    log: bool = False
+    log: bool = False  # log scale (low > 0); step must then be 1
 
 
 class CategoricalParam(_Model):
+    """Optuna's `suggest_categorical`: `{type: categorical, choices: [...]}` (or `values`)."""
+
     type: Literal["categorical"]
-    values: list[Any] = Field(min_length=1)
+    choices: list[Any] | None = Field(None, min_length=1)
+    values: list[Any] | None = Field(None, min_length=1)  # the older name of `choices`
+
+    @property
+    def options(self) -> list[Any]:
+        return list(self.choices or self.values or [])
 
 
 Param = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
@@ -159,16 +218,45 @@ Scheduler = Annotated[AshaScheduler | OptunaPruner | NoScheduler, Field(discrimi
 
 
 class SearchSpec(_Model):
-    """The `search` section: the space, the objective and how trials are scheduled."""
+    """The `search` section: the space, the objective(s) and how trials are scheduled."""
 
     space: dict[str, Param] = Field(min_length=1)  # shortcut or dotted path -> distribution
-    objective: Objective
+    objective: Objective  # the (first) objective: what the console and pruners follow
+    # Several objectives: a multi-objective study whose result is its Pareto front. Written as
+    # `objective: [{metric, mode}, ...]` (or `objectives:`); always holds every objective.
+    objectives: list[Objective] = Field(default_factory=list)
     trials: int = Field(20, gt=0)  # default for --trials
+    # Default: ASHA for one objective, none for several (Optuna cannot prune those).
     scheduler: Scheduler = Field(default_factory=lambda: AshaScheduler(type="asha"))
-    storage: str | None = None  # Optuna RDB URL; None: sqlite:///SWEEP_DIR/optuna.db
+    sampler: Literal["tpe", "nsga2", "random"] = "tpe"  # Optuna sampler (all do multi-objective)
+    storage: UserPath | None = None  # Optuna RDB URL; None: sqlite:///SWEEP_DIR/optuna.db
     study_name: str | None = None  # None: the sweep name
-    seed: int = 0  # TPE sampler seed
+    seed: int = 0  # sampler seed of the first call (later calls derive theirs from it)
     max_concurrent: int | None = Field(None, gt=0)  # None: as many as the resources allow
+
+    @model_validator(mode="before")
+    @classmethod
+    def _objective_list(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        values = dict(values)
+        given = values.get("objective")
+        if isinstance(given, list):
+            if "objectives" in values and values["objectives"] != given:
+                raise ValueError("give the objectives once, as objective: [...] or objectives:")
+            values["objectives"] = given
+            values["objective"] = given[0] if given else None
+        elif given is None and values.get("objectives"):
+            values["objective"] = values["objectives"][0]
+        elif given is not None and not values.get("objectives"):
+            values["objectives"] = [given]
+        if len(values.get("objectives") or []) > 1 and "scheduler" not in values:
+            values["scheduler"] = {"type": "none"}
+        return values
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
 
 class SweepSpec(_Model):
@@ -185,7 +273,7 @@ class SweepSpec(_Model):
     checkpoint_every: int = Field(5, gt=0)  # Tune checkpoint every K epochs (and at the end)
     scaling: Scaling = Field(default_factory=Scaling)
     max_trials: int = Field(256, gt=0)  # refuse grids (or --trials) larger than this
-    results_dir: str = "runs"  # sweep directories go under here
+    results_dir: UserPath = "runs"  # sweep directories go under here (~ and $VARS expanded)
     tracking: Tracking = Field(default_factory=Tracking)
     execution: Execution = Field(default_factory=Execution)
     early_stop: EarlyStop = Field(default_factory=EarlyStop)
@@ -435,31 +523,52 @@ def _check_search(spec: SweepSpec, base: RunConfig) -> None:
     for key, param in search.space.items():
         resolve_path(key, "search.space")
         where = f"search.space.{key}"
-        if isinstance(param, (FloatParam, IntParam)):
-            if param.low > param.high:
-                raise SpecError(f"{where}: low {param.low} is above high {param.high}")
-            if (param.type == "log_float" or getattr(param, "log", False)) and param.low <= 0:
-                raise SpecError(f"{where}: a log scale needs low > 0, got {param.low}")
+        _check_param(param, where)
         # The corners of the space must be valid configs too.
         for value in _corners(param):
             resolve_point(spec, base, {key: value}, where)
-    _check_objective(spec, base)
+    metrics = [o.metric for o in search.objectives]
+    if len(set(metrics)) < len(metrics):
+        raise SpecError(f"search.objective: a metric is named twice ({', '.join(metrics)})")
+    if search.multi_objective and not isinstance(search.scheduler, NoScheduler):
+        raise SpecError(
+            f"search.scheduler: {search.scheduler.type} stops trials by one objective; a "
+            "multi-objective search needs scheduler: {type: none}"
+        )
+    for objective in search.objectives:
+        _check_objective(objective.metric, search.scheduler, base)
+
+
+def _check_param(param: Any, where: str) -> None:
+    if isinstance(param, CategoricalParam):
+        if (param.choices is None) == (param.values is None):
+            raise SpecError(f"{where}: give the categories once, as choices: [...]")
+        return
+    if param.low > param.high:
+        raise SpecError(f"{where}: low {param.low} is above high {param.high}")
+    log = param.is_log if isinstance(param, FloatParam) else param.log
+    if log and param.low <= 0:
+        raise SpecError(f"{where}: a log scale needs low > 0, got {param.low}")
+    if log and param.step not in (None, 1):
+        raise SpecError(f"{where}: step {param.step} cannot be combined with a log scale")
 
 
 def _corners(param: Any) -> list[Any]:
     if isinstance(param, CategoricalParam):
-        return list(param.values)
+        return param.options
     return [param.low, param.high]
 
 
-def _check_objective(spec: SweepSpec, base: RunConfig) -> None:
-    search = spec.search
-    assert search is not None
-    metric = search.objective.metric
+def _check_objective(metric: str, sched: Any, base: RunConfig) -> None:
     if metric not in _OBJECTIVE_METRICS:
         raise SpecError(
             f"search.objective.metric: unknown metric {metric!r}; "
             f"allowed: {', '.join(_OBJECTIVE_METRICS)}"
+        )
+    if metric == FAILED_OBJECTIVE and not isinstance(sched, NoScheduler):
+        raise SpecError(
+            f"search.scheduler: {metric} is known only when a run ends, so nothing can be "
+            "pruned by it; use scheduler: {type: none}"
         )
     mixture = base.data.name in _MIXTURE_DATA
     image_only = metric in IMAGE_KEYS or metric in CLASS_KEYS
@@ -467,7 +576,6 @@ def _check_objective(spec: SweepSpec, base: RunConfig) -> None:
         raise SpecError(
             f"search.objective.metric: {metric} is not computed for data {base.data.name!r}"
         )
-    sched = search.scheduler
     every = base.eval.every
     quality = metric.startswith(("quality/", "diversity/"))
     first_eval = every if every > 0 else base.train.epochs

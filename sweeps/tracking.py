@@ -15,6 +15,7 @@ write per epoch would stall every trial); everything else waits for its answer.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -61,6 +62,30 @@ def is_local_uri(uri: str) -> bool:
     return urlparse(uri).scheme in ("", "file", "sqlite")
 
 
+_CONTEXT_TAGS: dict[str, str] = {}
+
+
+def context_tags() -> dict[str, str]:
+    """MLflow's own run context (user, source, git commit where there is one), resolved once."""
+    if not _CONTEXT_TAGS:
+        from mlflow.tracking.context.registry import resolve_tags
+
+        _CONTEXT_TAGS.update({k: str(v) for k, v in resolve_tags().items()})
+    return dict(_CONTEXT_TAGS)
+
+
+def run_name(trial_id: str, config: dict[str, Any]) -> str:
+    """A child run's readable name: `t0003 seed=1 bs=64 lr=0.005` (both LRs when they differ)."""
+    train = config.get("train", {})
+    g_lr, d_lr = train.get("g_lr"), train.get("d_lr")
+    lrs = f"lr={g_lr:g}" if g_lr == d_lr else f"g_lr={g_lr:g} d_lr={d_lr:g}"
+    seeds = f"seed={config.get('seed')}"
+    for key in ("init_seed", "data_seed"):
+        if config.get(key) is not None:
+            seeds += f" {key}={config[key]}"
+    return f"{trial_id} {seeds} bs={train.get('batch_size')} {lrs}"
+
+
 def _set_client_defaults() -> None:
     # MLflow retries a dead server 7 times with exponential backoff (minutes per call);
     # a sweep must notice quickly and go on without it. Users can still override these.
@@ -86,6 +111,8 @@ class Tracker:
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
         self.down_reason: str | None = None
+        self.model_verdicts: tuple[str, ...] = ("stable",)  # runs whose generator is logged
+        self.sinks: list[MlflowSink] = []
         self._client: Any = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gansweep-mlflow")
 
@@ -141,6 +168,47 @@ class Tracker:
                 "`gansweep sync SWEEP_DIR`."
             )
 
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        """Set tags on a run (waits for the answer)."""
+        from mlflow.entities import RunTag
+
+        entries = [RunTag(k, v) for k, v in tags.items()]
+        self._call(lambda c: c.log_batch(run_id, tags=entries))
+
+    def log_parent(
+        self,
+        run_id: str,
+        params: dict[str, str],
+        metrics: dict[str, float],
+        tags: dict[str, str],
+        spec_path: Path,
+    ) -> bool:
+        """The sweep as a whole on its parent run: params (new ones only: MLflow keeps the
+        first value), metrics (step: the number of trials), tags and `sweep.yaml`."""
+        from mlflow.entities import Metric, Param
+        from mlflow.utils.validation import (
+            MAX_METRICS_PER_BATCH,
+            MAX_PARAM_VAL_LENGTH,
+            MAX_PARAMS_TAGS_PER_BATCH,
+        )
+
+        run = self._call(lambda c: c.get_run(run_id))
+        if run is None:
+            return False
+        have = run.data.params
+        new = [Param(k, v[:MAX_PARAM_VAL_LENGTH]) for k, v in params.items() if k not in have]
+        for i in range(0, len(new), MAX_PARAMS_TAGS_PER_BATCH):
+            chunk = new[i : i + MAX_PARAMS_TAGS_PER_BATCH]
+            self._call(lambda c, chunk=chunk: c.log_batch(run_id, params=chunk))
+        now, step = int(time.time() * 1000), int(metrics.get("trials", 0))
+        entries = [Metric(k, _number(v), now, step) for k, v in metrics.items()]
+        for i in range(0, len(entries), MAX_METRICS_PER_BATCH):
+            chunk = entries[i : i + MAX_METRICS_PER_BATCH]
+            self._call(lambda c, chunk=chunk: c.log_batch(run_id, metrics=chunk))
+        self.set_tags(run_id, tags)
+        self._call(lambda c: c.log_artifact(run_id, str(spec_path)))
+        return self.available
+
     def log_report(self, parent_run_id: str, directory: Path) -> bool:
         """Attach a folder (the triage report) to the sweep's parent run under `triage/`."""
         logged = self._call(lambda c: c.log_artifacts(parent_run_id, str(directory), "triage") or 1)
@@ -154,7 +222,7 @@ class Tracker:
             run_id = None  # deleted, or recorded against another store
         run_id = run_id or self._find("tags.`gansweep.kind` = 'sweep'")
         if run_id is None:
-            tags = {"gansweep.sweep_id": self.sweep_id, "gansweep.kind": "sweep"}
+            tags = {**context_tags(), "gansweep.sweep_id": self.sweep_id, "gansweep.kind": "sweep"}
             run = self._call(
                 lambda c: c.create_run(self.experiment_id, tags=tags, run_name=sweep_name)
             )
@@ -182,6 +250,10 @@ class Tracker:
             return False
 
     def finish_parent(self, status: str = "FINISHED") -> None:
+        """Close the parent run; an interrupted sweep's unfinished child runs become KILLED."""
+        if status != "FINISHED":
+            for sink in self.sinks:
+                sink.interrupt()
         if self.parent_run_id is not None:
             self._call(lambda c: c.set_terminated(self.parent_run_id, status=status))
 
@@ -198,7 +270,9 @@ class Tracker:
         return self._find(f"tags.`gansweep.trial_id` = '{trial_id}'")
 
     def sink(self, trial_id: str, ray_trial_id: str | None = None) -> MlflowSink:
-        return MlflowSink(self, trial_id, ray_trial_id)
+        sink = MlflowSink(self, trial_id, ray_trial_id)
+        self.sinks.append(sink)
+        return sink
 
 
 def _artifact_location(uri: str, experiment: str) -> str | None:
@@ -261,6 +335,7 @@ class MlflowSink:
                     t._call(lambda c: c.update_run(run_id, status="RUNNING"))
         else:
             tags = {
+                **context_tags(),
                 "gansweep.sweep_id": t.sweep_id,
                 "gansweep.trial_id": self.trial_id,
                 "gansweep.kind": "trial",
@@ -285,11 +360,17 @@ class MlflowSink:
 
         if self.run_id is None:
             return
+        flat = flatten_config(config)
+        for key in ("init_seed", "data_seed"):  # None means "the seed": log the seed in use
+            if key in flat and flat[key] is None:
+                flat[key] = flat.get("seed")
         params = [
             Param(key, _text(value)[:MAX_PARAM_VAL_LENGTH])
-            for key, value in flatten_config(config).items()
+            for key, value in flat.items()
             if key not in self._params
         ]
+        if params and not self._params:  # a new run: give it a name a person can read
+            self.tracker.set_tags(self.run_id, {"mlflow.runName": run_name(self.trial_id, config)})
         for i in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):
             chunk = params[i : i + MAX_PARAMS_TAGS_PER_BATCH]
             self.tracker._call(lambda c, chunk=chunk: c.log_batch(self.run_id, params=chunk))
@@ -337,19 +418,146 @@ class MlflowSink:
             return True
         from mlflow.entities import RunTag
 
-        for record in records:
+        state = _load_checkpoint(artifacts)
+        for record in _with_nans(records, state, artifacts):
             self.log(record, int(record.get("epoch", 0)))
         self.flush()
         t = self.tracker
+        tags = dict(tags)
+        if tags.get("gansweep.pruned") == "true":  # stopped by the scheduler: censored, no failure
+            last = max((int(r.get("epoch", 0)) for r in records), default=0)
+            tags["gansweep.verdict_at_stop"] = tags.get("gansweep.verdict", "")
+            tags.update({"gansweep.status": "pruned", "gansweep.verdict": "pruned"})
+            tags["gansweep.pruned_at_epoch"] = str(last)
+            status = "FINISHED"
         run_tags = [RunTag(k, v) for k, v in tags.items()]
         t._call(lambda c: c.log_batch(self.run_id, tags=run_tags))
         if artifacts is not None and artifacts.is_dir():
             for name in ARTIFACT_FILES:
                 if (artifacts / name).is_file():
                     t._call(lambda c, p=artifacts / name: c.log_artifact(self.run_id, str(p)))
+        if tags.get("gansweep.verdict") in t.model_verdicts and state is not None:
+            t._writer.submit(self._log_model, state, artifacts).result()
         t._call(lambda c: c.set_terminated(self.run_id, status=status))
         self.finished = t.available
         return self.finished
+
+    def _log_model(self, state: dict[str, Any], artifacts: Path | None) -> None:
+        """The generator as an MLflow model; a failure here costs the model, not the tracking."""
+        if not self.tracker.available or self.run_id is None:
+            return
+        try:
+            _log_generator(self.tracker.uri, self.run_id, state, artifacts)
+        except Exception as err:  # e.g. a model the PyTorch flavour cannot save
+            first = str(err).splitlines()[0] if str(err) else ""
+            self.tracker.say(f"{self.trial_id}: generator not logged as a model ({first})")
+
+    def interrupt(self) -> None:
+        """Mark a run that was still going when the sweep stopped as KILLED (resume reopens it)."""
+        if self.run_id is not None and not self.finished:
+            self.flush()
+            self.tracker._call(lambda c: c.set_terminated(self.run_id, status="KILLED"))
+
+
+def _load_checkpoint(artifacts: Path | None) -> dict[str, Any] | None:
+    """The trial's gan_core checkpoint (weights and every member's history), if it has one."""
+    path = artifacts / "checkpoint.pt" if artifacts is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        import torch
+
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # unreadable: the metrics from the tables are all there is
+        return None
+    return state if isinstance(state, dict) and "history" in state else None
+
+
+def _member_index(state: dict[str, Any], config: dict[str, Any]) -> int | None:
+    """Which member of a (packed) checkpoint a run's config is: by seeds and learning rates."""
+    members = state.get("members") or []
+    if len(members) == 1:
+        return 0
+    seed = config.get("seed")
+    init = seed if config.get("init_seed") is None else config["init_seed"]
+    data = seed if config.get("data_seed") is None else config["data_seed"]
+    train = config.get("train", {})
+    found = [
+        i
+        for i, m in enumerate(members)
+        if (m.get("init_seed"), m.get("data_seed")) == (init, data)
+        and m.get("g_lr") in (None, train.get("g_lr"))
+        and m.get("d_lr") in (None, train.get("d_lr"))
+    ]
+    return found[0] if len(found) == 1 else None
+
+
+def _with_nans(
+    records: list[dict[str, float]], state: dict[str, Any] | None, artifacts: Path | None
+) -> list[dict[str, float]]:
+    """Records with the NaN values the Parquet tables cannot tell from missing ones restored.
+
+    NaN is a result (a diverged run's losses); the checkpoint's history holds it exactly.
+    """
+    config_path = artifacts / "config.json" if artifacts is not None else None
+    if state is None or config_path is None or not config_path.is_file():
+        return records
+    index = _member_index(state, json.loads(config_path.read_text()))
+    if index is None:
+        return records
+    exact = {int(r.get("epoch", 0)): r for r in state["history"][index]}
+    out = []
+    for record in records:
+        saved = exact.get(int(record.get("epoch", 0)), {})
+        nans = {
+            k: v for k, v in saved.items() if k not in record and isinstance(v, float) and v != v
+        }
+        out.append({**record, **nans})
+    return out
+
+
+def _log_generator(uri: str, run_id: str, state: dict[str, Any], artifacts: Path | None) -> bool:
+    """Log the run's generator as an MLflow PyTorch model that `pyfunc` loads as a sampler."""
+    import mlflow
+    import numpy as np
+    import torch
+    from mlflow.models import infer_signature
+
+    from gan_core import RunConfig
+
+    assert artifacts is not None
+    config = json.loads((artifacts / "config.json").read_text())
+    index = _member_index(state, config)
+    cfg = RunConfig.from_dict(state["config"])
+    if index is None or index not in state["slots"] or cfg.conditional:
+        return False  # left the pack before the end, or needs labels: no sampler to give
+    from .sampler import GeneratorSampler
+
+    sampler = GeneratorSampler.from_state(cfg, state, state["slots"].index(index))
+    z = np.random.default_rng(0).standard_normal((4, cfg.generator.latent_dim)).astype("float32")
+    with torch.no_grad():
+        out = sampler(torch.from_numpy(z)).numpy()
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    # Its warning about pickles is for models from strangers; this one is the sweep's own.
+    quiet = logging.getLogger("mlflow.pytorch")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with mlflow.start_run(run_id=run_id):
+            mlflow.pytorch.log_model(
+                sampler,
+                name="generator",
+                signature=infer_signature(z, out),
+                # The module as a pickle (its class is sweeps.sampler.GeneratorSampler): the
+                # default 'pt2' graph export needs an example and traceable member layers.
+                serialization_format="pickle",
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            )
+    finally:
+        mlflow.set_tracking_uri(previous)
+        quiet.setLevel(level)
+    return True
 
 
 def _text(value: Any) -> str:

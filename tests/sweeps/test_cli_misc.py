@@ -1,4 +1,5 @@
-"""`gansweep train` (one run, no Ray) and `gansweep submit` (the Ray Job it builds)."""
+"""`gansweep train` (one run, no Ray), `gansweep submit` (the Ray Job it builds), --version,
+`~` and $VARS in paths, and the progress line."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import shlex
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from sweeps.cli import main
@@ -116,3 +118,69 @@ def test_triage_follow_up_is_a_sweep_file_that_runs(tmp_path):
     assert follow_ups, "the constructed grid has inconclusive failures to decide"
     for path in follow_ups:
         assert main(["run", str(path), "--dry-run"]) == 0
+
+
+# ---------------------------------------------------------------------- version, paths, progress
+def test_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"gansweep {version('gansweep')}"
+
+
+def test_home_and_env_vars_expand_in_paths(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RUNS_DB", str(tmp_path / "db"))
+    path = write_sweep(
+        tmp_path,
+        results_dir="~/gansweep-runs",
+        tracking={"uri": "sqlite:///$RUNS_DB/mlflow.db"},
+        execution={"storage": "~/tune"},
+    )
+    assert main(["run", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"results: {tmp_path / 'home' / 'gansweep-runs' / 'tiny'}" in out
+    assert f"MLflow tracking: sqlite:///{tmp_path / 'db' / 'mlflow.db'}" in out
+    assert main(["run", str(path), "--dry-run", "--out", "~/elsewhere"]) == 0
+    assert f"results: {tmp_path / 'home' / 'elsewhere'}" in capsys.readouterr().out
+    assert not (tmp_path / "~").exists()
+
+
+def test_progress_shows_each_running_trial_and_a_moving_eta(tmp_path, monkeypatch):
+    import shutil
+
+    from sweeps.recorder import Recorder
+    from sweeps.sweepdir import SweepDir
+
+    path = write_sweep(tmp_path, grid={"seed": [0, 1, 2]}, epochs=4)
+    root = tmp_path / "sweep"
+    root.mkdir()
+    shutil.copyfile(path, root / "sweep.yaml")
+    meta = {"name": "tiny", "sweep_id": "s", "n_trials": 3, "experiment": "tiny"}
+    SweepDir(root).write_meta({**meta, "tracking_uri": f"sqlite:///{tmp_path / 'm.db'}"})
+    recorder = Recorder(root)
+    clock = [100.0]
+    monkeypatch.setattr("sweeps.recorder.time.monotonic", lambda: clock[0])
+    recorder._t0 = 0.0
+    recorder.observed = {"t0000": {1: {}, 2: {}}, "t0001": {1: {}}}
+    line = recorder.status_line(2)
+    assert "running: t0000 e2/4, t0001 e1/4" in line
+    # 3 epochs in 100 s; left: 2 + 3 + 4 (t0002 not started) = 9 epochs -> 300 s
+    assert "~5m00s left" in line
+    clock[0] = 120.0
+    recorder.observed["t0000"][3] = {}  # one more epoch, no trial finished: the estimate moves
+    assert "running: t0000 e3/4" in recorder.status_line(2)
+    assert "~4m00s left" in recorder.status_line(2)  # 4 epochs in 120 s, 8 left -> 240 s
+
+
+def test_a_second_run_says_where_it_writes(tmp_path, capsys):
+    path = write_sweep(tmp_path)
+    (tmp_path / "runs" / "tiny").mkdir(parents=True)
+    (tmp_path / "runs" / "tiny" / "sweep.json").write_text("{}")
+    assert main(["run", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    taken, new = tmp_path / "runs" / "tiny", tmp_path / "runs" / "tiny-2"
+    assert f"note: {taken} already holds a sweep; this run writes to {new}" in out
+    assert f"gansweep resume {taken}" in out

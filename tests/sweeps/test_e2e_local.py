@@ -9,6 +9,7 @@ import json
 import pandas as pd
 import pytest
 
+from gan_core.monitor import STATUSES as VERDICTS
 from sweeps.cli import main
 
 from .conftest import free_port, start_mlflow_server, stop_process, write_sweep
@@ -167,8 +168,9 @@ def test_unreachable_server_then_sync_without_duplicates(
     assert json.loads((root / "sweep.json").read_text())["tracking_uri"] == mlflow_server
 
 
-def test_search_persists_study_and_continues(ray_local, tmp_path):
+def test_search_persists_study_and_continues(ray_local, tmp_path, capsys):
     import optuna
+    from mlflow import MlflowClient
 
     search = {
         "space": {
@@ -200,6 +202,19 @@ def test_search_persists_study_and_continues(ray_local, tmp_path):
     assert {"g_lr", "train.n_critic"} <= set(trials.columns)
     meta = json.loads((root / "sweep.json").read_text())
     assert meta["tune_experiments"] == ["search-1", "search-2"] and meta["n_trials"] == 8
+    points = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(points)) == 8  # the second call did not repeat the first call's points
+    # Study and MLflow point at each other; the console's best is the study's best.
+    client = MlflowClient(meta["tracking_uri"])
+    for t in study.trials:
+        run = client.get_run(t.user_attrs["mlflow_run_id"])
+        assert run.data.tags["optuna.trial_number"] == str(t.number)
+        assert run.data.tags["gansweep.trial_id"] == t.user_attrs["gansweep_trial_id"]
+        assert t.user_attrs["verdict"] in ("pruned", *VERDICTS) and t.user_attrs["epochs_run"] >= 1
+        assert t.intermediate_values and max(t.intermediate_values) == t.user_attrs["epochs_run"]
+    out = capsys.readouterr().out
+    best = study.best_trial
+    assert f"best {best.user_attrs['gansweep_trial_id']}: quality/modes={best.value:.4g}" in out
     _assert_each_trial_once(
         meta["tracking_uri"],
         "searchy",
@@ -208,7 +223,7 @@ def test_search_persists_study_and_continues(ray_local, tmp_path):
     )
 
 
-def test_real_sweep_triages_itself_and_its_report_renders_in_chromium(ray_local, tmp_path):
+def test_real_sweep_triages_itself_and_its_report_renders_in_chromium(ray_local, tmp_path, capsys):
     """The product end to end: a real grid sweep, its automatic triage, the report in a browser."""
     from mlflow import MlflowClient
 
@@ -223,6 +238,13 @@ def test_real_sweep_triages_itself_and_its_report_renders_in_chromium(ray_local,
     assert html.is_file() and (root / "triage" / "triage.json").is_file()
 
     result = triage(load_results(root))
+    # The end of the output: where the report is, what it found, how to see the runs.
+    tail = capsys.readouterr().out.rstrip().splitlines()[-3:]
+    assert tail[0].startswith(f"[gansweep] triage report: {html}") and "browser" in tail[0]
+    assert tail[1] == result.summary
+    meta = json.loads((root / "sweep.json").read_text())
+    ui = f"mlflow ui --backend-store-uri {meta['tracking_uri']}"
+    assert tail[2].startswith(f"[gansweep] runs in MLflow: {ui}")
     facts, requests = _open(html, tmp_path)
     assert facts["summary"] == result.summary
     assert facts["heatmaps"] and all(h["ok"] and h["box"][0] > 100 for h in facts["heatmaps"])
@@ -234,3 +256,77 @@ def test_real_sweep_triages_itself_and_its_report_renders_in_chromium(ray_local,
     client = MlflowClient(meta["tracking_uri"])
     logged = {a.path for a in client.list_artifacts(meta["parent_run_id"], "triage")}
     assert {"triage/report.html", "triage/triage.json", "triage/report.md"} <= logged
+
+
+def test_asha_search_quiet_pruned_trials_everywhere(ray_local, tmp_path, capsys):
+    """Under ASHA: pruned trials are PRUNED in the study with every epoch's value, tagged
+    pruned (with the epoch) in MLflow, never counted as failures; --quiet prints no per-trial
+    lines but the study's best."""
+    import optuna
+    from mlflow import MlflowClient
+
+    search = {
+        "space": {"lr": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True}},
+        # loss/d: measured every epoch and different for every trial, so ASHA has a ranking
+        "objective": {"metric": "loss/d", "mode": "min"},
+        "scheduler": {"type": "asha", "grace_period": 2, "reduction_factor": 2},
+        "trials": 5,
+        "max_concurrent": 1,
+    }
+    path = write_sweep(tmp_path, name="asha", search=search, grid=None, epochs=6)
+    assert main(["search", str(path), "--no-triage", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "done after" not in out and "running:" not in out
+    root = tmp_path / "runs" / "asha-search"
+    study = optuna.load_study(study_name="asha", storage=f"sqlite:///{root / 'optuna.db'}")
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert pruned and complete, [t.state for t in study.trials]
+    for t in study.trials:  # every epoch reached the study, the last one included
+        assert sorted(t.intermediate_values) == list(range(1, t.user_attrs["epochs_run"] + 1))
+    assert all(t.user_attrs["epochs_run"] == 6 for t in complete)
+    best = study.best_trial
+    assert f"best {best.user_attrs['gansweep_trial_id']}: loss/d={best.value:.4g}" in out
+    meta = json.loads((root / "sweep.json").read_text())
+    client = MlflowClient(meta["tracking_uri"])
+    for t in pruned:
+        tags = client.get_run(t.user_attrs["mlflow_run_id"]).data.tags
+        assert tags["gansweep.status"] == "pruned" and tags["gansweep.verdict"] == "pruned"
+        assert tags["gansweep.pruned_at_epoch"] == str(t.user_attrs["epochs_run"])
+    parent = client.get_run(meta["parent_run_id"])
+    assert parent.info.run_name == "search: asha"
+    assert parent.data.metrics["best/loss/d"] == pytest.approx(best.value)
+
+
+def test_verbose_shows_tunes_own_table(ray_local, tmp_path, capsys):
+    path = write_sweep(tmp_path, name="loud", grid={"seed": [0]})
+    assert main(["run", str(path), "--no-triage", "--verbose"]) == 0
+    out = capsys.readouterr()
+    assert "== Status ==" in out.out + out.err
+    assert main(["run", str(path), "--no-triage"]) == 0
+    out = capsys.readouterr()
+    assert "== Status ==" not in out.out + out.err
+
+
+def test_multi_objective_search_prints_the_pareto_front(ray_local, tmp_path, capsys):
+    import optuna
+
+    search = {
+        "space": {"lr": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True}},
+        "objective": [
+            {"metric": "loss/d", "mode": "min"},
+            {"metric": "loss/g", "mode": "min"},
+        ],
+        "sampler": "nsga2",
+        "trials": 3,
+    }
+    path = write_sweep(tmp_path, name="pareto", search=search, grid=None)
+    assert main(["search", str(path), "--no-triage"]) == 0
+    root = tmp_path / "runs" / "pareto-search"
+    study = optuna.load_study(study_name="pareto", storage=f"sqlite:///{root / 'optuna.db'}")
+    assert len(study.directions) == 2 and len(study.trials) == 3
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    out = capsys.readouterr().out
+    assert f"Pareto front ({len(study.best_trials)} trials):" in out
+    for t in study.best_trials:
+        assert f"{t.user_attrs['gansweep_trial_id']}: loss/d={t.values[0]:.4g}" in out

@@ -97,6 +97,27 @@ BAD_INPUTS = {
     ),
     "lr without effect": ({"grid": {"lr": [1e-3], "g_lr": [1e-3], "d_lr": [1e-3]}}, "grid.lr"),
     "bad name": ({"name": "../x"}, "name:"),
+    "experiment outside the artifact root": (
+        {"tracking": {"experiment": "../../../x"}},
+        "tracking.experiment:",
+    ),
+    "unknown verdict to log models for": (
+        {"tracking": {"log_model": ["stabel"]}},
+        "tracking.log_model: unknown verdict 'stabel'",
+    ),
+    "multi-objective with a pruning scheduler": (
+        {
+            "search": {
+                "space": {"lr": {"type": "float", "low": 1e-4, "high": 1e-2}},
+                "objective": [
+                    {"metric": "quality/modes", "mode": "max"},
+                    {"metric": "quality/kl", "mode": "min"},
+                ],
+                "scheduler": {"type": "optuna", "n_warmup_steps": 3},
+            }
+        },
+        "search.scheduler: optuna stops trials by one objective",
+    ),
     "unknown scaling rule": ({"scaling": {"rule": "cubic"}}, "scaling.rule"),
     "negative max_failures": ({"failure": {"max_failures": -1}}, "failure.max_failures"),
     "search low above high": (
@@ -248,5 +269,6 @@ def test_examples_are_valid():
     assert {p.name for p in examples} >= {"demo.yaml", "digits_dcgan.yaml", "wgan_gp.yaml"}
     for path in examples:
         spec = load_spec(path)
-        assert expand_grid(spec), path
+        assert spec.grid is None or expand_grid(spec), path
+        assert spec.grid is not None or spec.search is not None, path
         assert not math.isnan(spec.base_config().train.g_lr)

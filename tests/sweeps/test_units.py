@@ -1,5 +1,5 @@
-"""Pieces of the sweeps package without Ray: results rows and tables, MLflow sinks, the
-Optuna searcher's study states, tracking URI resolution."""
+"""Pieces of the sweeps package without Ray: results rows and tables, MLflow sinks, tracking
+URI resolution (the Optuna searcher: test_search.py)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,15 @@ import json
 import math
 import time
 
-import optuna
 import pandas as pd
 import pytest
 
-from gan_core import RunConfig, flatten_config
+from gan_core import RunConfig, Trainer, flatten_config
 from sweeps.results import SweepTables, TrialOutcome, epoch_rows, trial_row, varied_paths
-from sweeps.search import OBJECTIVE, build_search
-from sweeps.spec import parse_spec
 from sweeps.sweepdir import SweepDir
 from sweeps.tracking import Tracker, resolve_tracking_uri
 
-from .conftest import free_port, sweep_dict
+from .conftest import free_port
 
 
 def _records(n: int, modes: list[float] | None = None) -> list[dict]:
@@ -114,6 +111,8 @@ def test_mlflow_sink_is_idempotent(tmp_path):
     assert run.data.tags["mlflow.parentRunId"] == parent
     assert run.data.tags["gansweep.trial_id"] == "t0000" and run.info.status == "FINISHED"
     assert len(run.data.params) == len(flatten_config(RunConfig().to_dict()))
+    assert run.data.params["init_seed"] == run.data.params["data_seed"] == "0"  # not 'None'
+    assert run.info.run_name == "t0000 seed=0 bs=256 lr=0.001"
 
 
 def test_unreachable_server_is_noticed_quickly(tmp_path):
@@ -129,72 +128,42 @@ def test_unreachable_server_is_noticed_quickly(tmp_path):
     assert not sink.finish([], {}, None)
 
 
-# ---------------------------------------------------------------------- search
-def _search_spec(tmp_path, scheduler):
-    search = {
-        "space": {
-            "lr": {"type": "log_float", "low": 1e-4, "high": 1e-2},
-            "train.n_critic": {"type": "int", "low": 1, "high": 3},
-            "batch_size": {"type": "categorical", "values": [64, 128]},
-        },
-        "objective": {"metric": "quality/modes", "mode": "max"},
-        "scheduler": scheduler,
-    }
-    return parse_spec(sweep_dict(tmp_path, search=search, grid=None))
+def test_generator_sampler_is_the_members_generator(tmp_path):
+    """In a pack, the logged sampler of member m computes what the trainer's member m does."""
+    import torch
+
+    from gan_core import Member
+    from sweeps.sampler import GeneratorSampler
+    from sweeps.tracking import _member_index
+
+    cfg = RunConfig.from_dict(
+        {"data": {"name": "ring", "n_points": 500}, "train": {"steps_per_epoch": 3, "epochs": 1}}
+    )
+    trainer = Trainer(cfg, members=[Member(0, 0, 1e-3, 1e-3), Member(1, 1, 2e-3, 2e-3)])
+    for _ in trainer.epochs():
+        pass
+    trainer.save_checkpoint(tmp_path / "c.pt")
+    state = torch.load(tmp_path / "c.pt", weights_only=True)
+    second = {"seed": 1, "init_seed": None, "train": {"g_lr": 2e-3, "d_lr": 2e-3}}
+    assert _member_index(state, second) == 1
+    assert _member_index(state, {**second, "seed": 5}) is None
+    sampler = GeneratorSampler.from_state(cfg, state, state["slots"].index(1))
+    z = torch.randn(16, cfg.generator.latent_dim)
+    with torch.no_grad():
+        assert torch.allclose(sampler(z), trainer._generate_from(z, 1, None), atol=1e-6)
+        assert not torch.allclose(sampler(z), trainer._generate_from(z, 0, None))
 
 
-def test_searcher_keeps_a_clean_persistent_study(tmp_path):
-    spec = _search_spec(tmp_path, {"type": "none"})
-    url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    limiter, _ = build_search(spec, url, "study", max_concurrent=4)
-    searcher = limiter.searcher
-    suggestions = [searcher.suggest(f"ray{i}") for i in range(4)]
-    (member,) = suggestions[0]["trial"]["members"]
-    assert member["trial_id"] == "o0000" and set(member["point"]) == {
-        "lr",
-        "train.n_critic",
-        "batch_size",
-    }
-    final = {OBJECTIVE: 6.0, "final": True, "training_iteration": 3}
-    searcher.on_trial_result("ray0", {OBJECTIVE: 4.0, "training_iteration": 1})
-    searcher.on_trial_complete("ray0", final)
-    searcher.on_trial_complete("ray1", {**final, OBJECTIVE: math.nan})  # diverged
-    searcher.on_trial_complete("ray2", {**final, "final": False})  # stopped early
-    searcher.on_trial_complete("ray3", None, error=True)
-    study = optuna.load_study(study_name="study", storage=url)
-    states = [t.state for t in study.trials]
-    S = optuna.trial.TrialState
-    assert states == [S.COMPLETE, S.FAIL, S.PRUNED, S.FAIL]
-    assert study.trials[0].value == 6.0 and study.trials[0].intermediate_values == {1: 4.0}
+def test_best_is_the_studys_best():
+    from sweeps.parent import best_row
 
-    limiter2, _ = build_search(spec, url, "study", max_concurrent=4)  # a later call continues
-    assert limiter2.searcher.suggest("ray9")["trial"]["members"][0]["trial_id"] == "o0004"
-
-
-def test_optuna_pruner_scheduler_stops_bad_trials(tmp_path):
-    from ray.tune.schedulers import TrialScheduler
-
-    sched = {"type": "optuna", "pruner": "median", "n_startup_trials": 1, "n_warmup_steps": 3}
-    spec = _search_spec(tmp_path, sched)
-    limiter, scheduler = build_search(spec, f"sqlite:///{tmp_path / 'o.db'}", "s", 2)
-    searcher = limiter.searcher
-
-    class _Trial:
-        def __init__(self, trial_id):
-            self.trial_id = trial_id
-
-    searcher.suggest("good")
-    for step in range(1, 7):
-        result = {OBJECTIVE: 8.0, "training_iteration": step}
-        assert scheduler.on_trial_result(None, _Trial("good"), result) == TrialScheduler.CONTINUE
-    searcher.on_trial_complete("good", {OBJECTIVE: 8.0, "final": True, "training_iteration": 6})
-    searcher.suggest("bad")
-    decisions = [
-        scheduler.on_trial_result(None, _Trial("bad"), {OBJECTIVE: 1.0, "training_iteration": s})
-        for s in range(1, 6)
+    rows = [
+        {"trial_id": "o0000", "status": "ok", "verdict": "stable", "final/quality/modes": 8.0},
+        {"trial_id": "o0001", "status": "pruned", "verdict": "stable", "final/quality/modes": 9.0},
+        {"trial_id": "o0002", "status": "ok", "verdict": "diverged", "final/quality/modes": 9.0},
+        {"trial_id": "o0003", "status": "ok", "verdict": "mode_collapse", "final/quality/modes": 8},
+        {"trial_id": "o0004", "status": "error", "verdict": "error"},
     ]
-    assert decisions[:2] == [TrialScheduler.CONTINUE] * 2  # warm-up: steps before 3
-    assert TrialScheduler.STOP in decisions[2:]
-    searcher.on_trial_complete("bad", {OBJECTIVE: 1.0, "training_iteration": 4})
-    trial = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'o.db'}").trials[1]
-    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert best_row(rows, "quality/modes", "max") == ("o0000", 8.0)  # ties: the earliest
+    assert best_row(rows, "quality/modes", "min") == ("o0000", 8.0)
+    assert best_row(rows[4:], "quality/modes", "max") is None
