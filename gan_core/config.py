@@ -27,6 +27,7 @@ __all__ = [
     "RunConfig",
     "LOSS_TYPES",
     "DCGAN_SIZES",
+    "FAMILY_NAMES",
     "flatten_config",
 ]
 
@@ -51,6 +52,8 @@ VANILLA_WARNING = (
     "or 'non_saturating' to silence this warning"
 )
 DCGAN_SIZES = (8, 16, 32, 64)
+# GAN families (docs/families.md); each is a class in gan_core.families.FAMILIES.
+FAMILY_NAMES = ("gan",)
 
 Activation = Literal["relu", "leaky_relu"]
 
@@ -202,6 +205,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    family: str = "gan"  # one of FAMILY_NAMES (docs/families.md)
     seed: int = 0  # default for both streams below
     init_seed: int | None = None  # weights and latents; None: seed
     data_seed: int | None = None  # data order and fresh samples; None: seed
@@ -235,6 +239,10 @@ class RunConfig:
     def validate(self) -> None:
         """Cross-field rules; raises ConfigError naming the offending value."""
         t, g, d = self.train, self.generator, self.discriminator
+        if self.family not in FAMILY_NAMES:
+            raise ConfigError(
+                f"family: unknown family {self.family!r}; allowed: {', '.join(FAMILY_NAMES)}"
+            )
         if t.loss not in LOSS_TYPES:
             raise ConfigError(
                 f"train.loss_type: unknown loss {t.loss_type!r}; "
