@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from ..config import ConfigError
 from .base import Family, Streams
+from .cyclegan import CycleGanFamily
 from .gan import GanFamily
 
 __all__ = ["FAMILIES", "Family", "Streams", "get_family"]
 
-FAMILIES: dict[str, type[Family]] = {"gan": GanFamily}
+FAMILIES: dict[str, type[Family]] = {"gan": GanFamily, "cyclegan": CycleGanFamily}
 
 
 def get_family(name: str) -> type[Family]:

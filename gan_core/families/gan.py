@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from ..config import ConfigError, RunConfig
 from ..data import Dataset, load_dataset
 from ..layers import member_rand, member_randn
-from ..losses import get_loss
+from ..losses import get_loss, over_scales
 from ..models import build_models
 from ..regularizers import PENALTIES, feature_matching, gradient_penalty, r1_penalty
 from .base import Family, Objective, Streams
@@ -111,7 +111,8 @@ class GanFamily(Family):
         real_in, fake_in = self._noisy(real, noise_std), self._noisy(fake, noise_std)
         real_logits, _ = self.D(real_in, labels)
         fake_logits, _ = self.D(fake_in, fake_labels)
-        r, f = self.loss.d_terms(real_logits, fake_logits, t)
+        sizes = self.D.scale_sizes
+        r, f = over_scales(lambda a, b: self.loss.d_terms(a, b, t), sizes, real_logits, fake_logits)
         total = r + f
         metrics: dict[str, Tensor] = {"loss/d_real": r, "loss/d_fake": f}
         for name, penalty in PENALTIES.items():
@@ -149,7 +150,7 @@ class GanFamily(Family):
         fake_labels = self._fake_labels(b)
         fake = self.G(self._latents(b), fake_labels)
         logits, fake_features = self.D(self._noisy(fake, noise_std), fake_labels)
-        g_loss = self.loss.g(logits, t)
+        g_loss = over_scales(lambda a: self.loss.g(a, t), self.D.scale_sizes, logits)
         total = g_loss
         if t.feature_matching_weight > 0:
             with torch.no_grad():
