@@ -226,6 +226,11 @@ class MonitorConfig:
     # images: FID above this (001: > 400 poor, Inception scale only, so off by default)
     poor_quality_fid: float | None = None
     poor_quality_is: float | None = 2.0  # images: IS below this (001: < 2.0 limited)
+    # CycleGAN (records with cycle/g_change; thresholds ours, not yet measured on labelled runs)
+    cycle_identity_change: float = 0.1  # mean |G(a) - a| below this x mean |a - a'|: G copies
+    cycle_constant_ratio: float = 0.05  # G(a)'s pairwise spread below this x domain B's: constant
+    cycle_stall_drop: float = 0.02  # cycle loss fell less than this share in the last window ...
+    cycle_stall_accuracy: float = 0.9  # ... while D accuracy >= this (D wins)
     # phases
     early_real: float = 0.9  # early training: D(real) above this ... (004)
     early_fake: float = 0.1  # ... and D(fake) below this (004)
