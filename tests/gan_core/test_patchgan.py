@@ -65,6 +65,7 @@ def test_patch_d_refuses_shapes_it_cannot_score():
         RunConfig.from_dict({"discriminator": {"multi_scale": {"num_scales": 2}}})
 
 
+@pytest.mark.slow
 def test_dcgan_g_with_patch_d_learns_digits_over_seeds():
     # Relative FID: 0 = held-out real digits, 1 = uniform noise. Measured: 0.03-0.13 after 4
     # epochs for seeds 0-2 (least squares, lr 2e-3).
