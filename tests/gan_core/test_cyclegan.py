@@ -59,8 +59,9 @@ def test_a_pack_equals_solo_runs():
     # steps (about lr x sign(grad)) then amplify the rounding, most in instance norms over few
     # pixels. Measured at 16x16 after 3 steps: D's losses agree to 3e-5 relative, every key but
     # the minimum pairwise distance (diversity/min, 1e-2) and G's gradient norms (2e-2) to
-    # 1e-3. At 8x8 (IN over 2x2 maps)
-    # the same rounding grows to 1e-1 in 3 steps, so this test runs at 16x16.
+    # 1e-3; G's weights to 4e-4 absolute (lr 1e-3: the stem conv's near-zero gradients along
+    # what instance norm cancels get lr-sized Adam steps of either sign). At 8x8 (IN over 2x2
+    # maps) the same rounding grows to 1e-1 in 3 steps, so this test runs at 16x16.
     cfg = _cfg(train={"epochs": 1, "steps_per_epoch": 3, "batch_size": 4},
                cycle={"pool_size": 5, "lambda_identity": 0.5}, data={"image_size": 16},
                eval={"n_samples": 100})
@@ -77,9 +78,10 @@ def test_a_pack_equals_solo_runs():
             assert ours[key] == pytest.approx(value, rel=rel, abs=1e-5), key
     assert ours["loss/d_fake"] == pytest.approx(theirs["loss/d_fake"], rel=1e-4)
     for p, q in zip(pack.G.parameters(), solo.G.parameters(), strict=True):
-        torch.testing.assert_close(p[1], q[0], rtol=1e-3, atol=1e-5)
+        torch.testing.assert_close(p[1], q[0], rtol=1e-3, atol=1e-3)
+    # the same fakes in the same slots (a pool drawing from another stream differs by ~1)
     torch.testing.assert_close(pack.family.pools.b.images[1], solo.family.pools.b.images[0],
-                               rtol=1e-3, atol=1e-4)
+                               rtol=1e-2, atol=5e-3)
 
 
 def test_checkpoint_resume_is_exact(tmp_path):
