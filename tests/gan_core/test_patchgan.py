@@ -82,3 +82,25 @@ def test_dcgan_g_with_patch_d_learns_digits_over_seeds():
         pass
     fid_rel = [h[-1]["quality/fid_rel"] for h in trainer.history]
     assert max(fid_rel) < 0.4, fid_rel
+
+
+def test_patch_d_packs_like_solo_runs():
+    # The tolerance of test_trainer's pack test (grouped convolutions sum in another order).
+    cfg = RunConfig.from_dict({
+        "data": {"name": "digits", "image_size": 16},
+        "generator": {"arch": "dcgan", "latent_dim": 8, "base_channels": 8},
+        "discriminator": {"arch": "patch", "base_channels": 8, "n_layers": 1,
+                          "multi_scale": {"num_scales": 2}},
+        "train": {"epochs": 1, "batch_size": 16, "steps_per_epoch": 5,
+                  "loss_type": "least_squares", "feature_matching_weight": 0.1},
+        "eval": {"n_samples": 100},
+    })
+    pack = Trainer(cfg, members=[Member(1, 11), Member(2, 12, g_lr=5e-4)])
+    solo = Trainer(cfg, members=[Member(2, 12, g_lr=5e-4)])
+    for _ in zip(pack.epochs(), solo.epochs(), strict=True):
+        pass
+    for key, value in solo.history[0][-1].items():
+        if isinstance(value, float) and not key.startswith("time/"):
+            assert pack.history[1][-1][key] == pytest.approx(
+                value, rel=1e-4, abs=1e-6, nan_ok=True
+            ), key
