@@ -49,8 +49,6 @@ class Family(ABC):
     """
 
     name: ClassVar[str]
-    # Config values overlaid under the user's own (RunConfig.from_dict), e.g. LSGAN for CycleGAN.
-    DEFAULTS: ClassVar[dict[str, Any]] = {}
 
     def __init__(
         self,
