@@ -11,16 +11,20 @@ It knows nothing of Ray, MLflow or Optuna: train a GAN in a notebook with
 
 from .config import (
     ConfigError,
+    CycleConfig,
     DataConfig,
     DiscriminatorConfig,
     EvalConfig,
     GeneratorConfig,
     MonitorConfig,
+    MultiScaleConfig,
     RunConfig,
     TrainingConfig,
     flatten_config,
 )
 from .data import Dataset, load_dataset
+from .domains import DomainPair, load_domains
+from .families import FAMILIES
 from .losses import LOSSES, get_loss
 from .monitor import Verdict, confident_failure, verdict
 from .trainer import CheckpointError, Member, Trainer
@@ -28,14 +32,18 @@ from .trainer import CheckpointError, Member, Trainer
 __all__ = [
     "ConfigError",
     "CheckpointError",
+    "CycleConfig",
     "DataConfig",
     "Dataset",
     "DiscriminatorConfig",
+    "DomainPair",
     "EvalConfig",
+    "FAMILIES",
     "GeneratorConfig",
     "LOSSES",
     "Member",
     "MonitorConfig",
+    "MultiScaleConfig",
     "RunConfig",
     "Trainer",
     "TrainingConfig",
@@ -44,5 +52,6 @@ __all__ = [
     "flatten_config",
     "get_loss",
     "load_dataset",
+    "load_domains",
     "verdict",
 ]

@@ -19,7 +19,9 @@ from typing import Any, Literal, Union, get_args, get_origin
 __all__ = [
     "ConfigError",
     "GeneratorConfig",
+    "CycleConfig",
     "DiscriminatorConfig",
+    "MultiScaleConfig",
     "TrainingConfig",
     "DataConfig",
     "EvalConfig",
@@ -27,6 +29,7 @@ __all__ = [
     "RunConfig",
     "LOSS_TYPES",
     "DCGAN_SIZES",
+    "FAMILY_NAMES",
     "flatten_config",
 ]
 
@@ -51,6 +54,17 @@ VANILLA_WARNING = (
     "or 'non_saturating' to silence this warning"
 )
 DCGAN_SIZES = (8, 16, 32, 64)
+# GAN families (docs/families.md); each is a class in gan_core.families.FAMILIES.
+FAMILY_NAMES = ("gan", "cyclegan")
+# Defaults a family sets under the user's values (docs/families.md). CycleGAN: Zhu et al. 2017
+# and its reference implementation (LSGAN, Adam 2e-4 with beta1 0.5, batch 1, patch D).
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cyclegan": {
+        "train": {"loss_type": "least_squares", "g_lr": 2e-4, "d_lr": 2e-4, "batch_size": 1},
+        "discriminator": {"arch": "patch"},
+        "data": {"name": "digits_inverted"},
+    },
+}
 
 Activation = Literal["relu", "leaky_relu"]
 
@@ -69,8 +83,17 @@ class GeneratorConfig:
 
 
 @dataclass(frozen=True)
+class MultiScaleConfig:
+    """pix2pixHD: copies of the patch D on inputs average-pooled 2x per scale, losses summed."""
+
+    num_scales: int = 1  # 1: a single patch D; pix2pixHD uses 3
+
+
+@dataclass(frozen=True)
 class DiscriminatorConfig:
-    arch: Literal["mlp", "dcgan"] = "mlp"
+    # patch: PatchGAN (Isola et al. 2017): fully convolutional, one logit per patch, instance
+    # norm after the first layer (the `norm` field does not apply)
+    arch: Literal["mlp", "dcgan", "patch"] = "mlp"
     hidden_dims: tuple[int, ...] = (128, 128)
     activation: Activation = "leaky_relu"  # slope 0.2
     norm: Literal["none", "batch", "layer", "instance"] = "none"  # never on D's input layer
@@ -80,6 +103,21 @@ class DiscriminatorConfig:
     minibatch_std: bool = False  # append the batch's feature std before the last layer
     pac: int = 1  # PacGAN (Lin et al. 2018): D judges this many samples jointly; MLP only
     label_embed_dim: int = 16
+    n_layers: int = 3  # patch: stride-2 convolutions (3: 70x70 receptive field, pix2pix)
+    max_channels: int = 512  # patch: widths double from base_channels up to this cap (8 x 64)
+    multi_scale: MultiScaleConfig = field(default_factory=MultiScaleConfig)  # patch only
+
+
+@dataclass(frozen=True)
+class CycleConfig:
+    """CycleGAN (family: cyclegan): Zhu et al. 2017 and its reference implementation."""
+
+    lambda_cycle: float = 10.0  # weight of |F(G(a)) - a|_1 + |G(F(b)) - b|_1 (paper: 10)
+    lambda_identity: float = 0.5  # identity weight as a multiple of lambda_cycle (reference 0.5)
+    pool_size: int = 50  # past fakes D draws from (Shrivastava et al. 2017); 0: off
+    n_blocks: int = 9  # ResNet generator: residual blocks (reference: 9 at 256 px, 6 at 128)
+    base_channels: int = 64  # ResNet generator: channels after the 7x7 stem (reference ngf)
+    decay_start: int | None = None  # epochs at full LR before linear decay to 0; None: half
 
 
 @dataclass(frozen=True)
@@ -188,6 +226,11 @@ class MonitorConfig:
     # images: FID above this (001: > 400 poor, Inception scale only, so off by default)
     poor_quality_fid: float | None = None
     poor_quality_is: float | None = 2.0  # images: IS below this (001: < 2.0 limited)
+    # CycleGAN (records with cycle/g_change; thresholds ours, not yet measured on labelled runs)
+    cycle_identity_change: float = 0.1  # mean |G(a) - a| below this x mean |a - a'|: G copies
+    cycle_constant_ratio: float = 0.05  # G(a)'s pairwise spread below this x domain B's: constant
+    cycle_stall_drop: float = 0.02  # cycle loss fell less than this share in the last window ...
+    cycle_stall_accuracy: float = 0.9  # ... while D accuracy >= this (D wins)
     # phases
     early_real: float = 0.9  # early training: D(real) above this ... (004)
     early_fake: float = 0.1  # ... and D(fake) below this (004)
@@ -202,6 +245,8 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    cycle: CycleConfig = field(default_factory=CycleConfig)  # family cyclegan only
+    family: str = "gan"  # one of FAMILY_NAMES (docs/families.md)
     seed: int = 0  # default for both streams below
     init_seed: int | None = None  # weights and latents; None: seed
     data_seed: int | None = None  # data order and fresh samples; None: seed
@@ -217,8 +262,15 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None = None) -> RunConfig:
-        """Overlay `values` (nested dicts, as from YAML) onto the defaults and validate."""
-        cfg = _build(cls, values or {}, "")
+        """Overlay `values` (nested dicts, as from YAML) onto the defaults and validate.
+
+        The family's own defaults (FAMILY_DEFAULTS) sit between the two.
+        """
+        values = values or {}
+        family = values.get("family") if isinstance(values, dict) else None
+        if isinstance(family, str) and family in FAMILY_DEFAULTS:
+            values = _merged(FAMILY_DEFAULTS[family], values)
+        cfg = _build(cls, values, "")
         cfg.validate()
         return cfg
 
@@ -235,6 +287,10 @@ class RunConfig:
     def validate(self) -> None:
         """Cross-field rules; raises ConfigError naming the offending value."""
         t, g, d = self.train, self.generator, self.discriminator
+        if self.family not in FAMILY_NAMES:
+            raise ConfigError(
+                f"family: unknown family {self.family!r}; allowed: {', '.join(FAMILY_NAMES)}"
+            )
         if t.loss not in LOSS_TYPES:
             raise ConfigError(
                 f"train.loss_type: unknown loss {t.loss_type!r}; "
@@ -292,14 +348,25 @@ class RunConfig:
             if any(h <= 0 for h in cfg.hidden_dims):
                 raise ConfigError(f"{name}.hidden_dims: widths must be > 0, got {cfg.hidden_dims}")
         _positive("discriminator.pac", d.pac)
+        _positive("discriminator.n_layers", d.n_layers)
+        _positive("discriminator.max_channels", d.max_channels)
+        _positive("discriminator.multi_scale.num_scales", d.multi_scale.num_scales)
+        if d.arch != "patch" and d.multi_scale.num_scales > 1:
+            raise ConfigError("discriminator.multi_scale: only for discriminator.arch patch")
+        if d.arch == "patch" and (d.minibatch_std or self.conditional):
+            raise ConfigError(
+                "discriminator.arch: patch is unconditional and has no minibatch_std layer"
+            )
         if d.pac > 1:
             if d.arch != "mlp" or self.conditional:
                 raise ConfigError(
                     "discriminator.pac: packing is for unconditional MLP discriminators"
                 )
             if t.batch_size % d.pac:
-                raise ConfigError(f"discriminator.pac: train.batch_size {t.batch_size} is not a "
-                                  f"multiple of pac {d.pac}")
+                raise ConfigError(
+                    f"discriminator.pac: train.batch_size {t.batch_size} is not a "
+                    f"multiple of pac {d.pac}"
+                )
         _positive("generator.latent_dim", g.latent_dim)
         _positive("data.n_points", self.data.n_points)
         if self.data.image_size is not None:
@@ -309,8 +376,60 @@ class RunConfig:
         _positive("eval.n_samples", self.eval.n_samples)
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"device: must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        _validate_cycle(self)
         if self.monitor.window < 1:
             raise ConfigError("monitor.window: must be >= 1")
+
+
+def _merged(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`top` over `base`, section by section."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _validate_cycle(cfg: RunConfig) -> None:
+    """CycleGAN's own rules: its G is set in `cycle`, its D is a patch D, no GAN-only options."""
+    c, t = cfg.cycle, cfg.train
+    for name in ("lambda_cycle", "lambda_identity"):
+        if getattr(c, name) < 0:
+            raise ConfigError(f"cycle.{name}: must be >= 0, got {getattr(c, name)}")
+    if c.pool_size < 0:
+        raise ConfigError(f"cycle.pool_size: must be >= 0 (0: off), got {c.pool_size}")
+    _positive("cycle.n_blocks", c.n_blocks)
+    _positive("cycle.base_channels", c.base_channels)
+    if c.decay_start is not None and not 0 <= c.decay_start <= t.epochs:
+        raise ConfigError(
+            f"cycle.decay_start: must be in [0, train.epochs = {t.epochs}], got {c.decay_start}"
+        )
+    if cfg.family != "cyclegan":
+        if c != CycleConfig():
+            raise ConfigError(f"cycle: only for family cyclegan, not {cfg.family!r}")
+        return
+    if cfg.generator != GeneratorConfig():
+        raise ConfigError(
+            "generator: does not apply to family cyclegan (its ResNet generators are set "
+            "in cycle.n_blocks and cycle.base_channels)"
+        )
+    if cfg.discriminator.arch != "patch":
+        raise ConfigError(
+            f"discriminator.arch: family cyclegan uses patch discriminators, "
+            f"got {cfg.discriminator.arch!r}"
+        )
+    if cfg.conditional:
+        raise ConfigError("conditional: family cyclegan translates images; it has no labels")
+    for name in ("gp_weight", "r1_weight", "instance_noise", "feature_matching_weight"):
+        if getattr(t, name) != 0:
+            raise ConfigError(f"train.{name}: does not apply to family cyclegan; set it to 0")
+    if t.clip_threshold is not None or t.n_critic != 1:
+        raise ConfigError(
+            "train.clip_threshold, train.n_critic: family cyclegan takes one D step per G step "
+            "and no weight clipping"
+        )
 
 
 def _positive(name: str, value: float) -> None:
@@ -374,8 +493,7 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
         if len(value) != len(args):
             raise ConfigError(f"{path}: expected {len(args)} values, got {len(value)}")
         return tuple(
-            _coerce(v, a, f"{path}[{i}]")
-            for i, (v, a) in enumerate(zip(value, args, strict=True))
+            _coerce(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
         )
     if hint is bool:
         if not isinstance(value, bool):

@@ -49,13 +49,22 @@ _BANDS: dict[str, tuple[tuple[Callable[[float], bool], str], ...]] = {
         (lambda v: 0.05 <= v <= 0.1, "balanced"),
         (lambda v: v < 0.01, "possible collapse"),
     ),
-    "quality/is": ((lambda v: v > 4.0, "good"), (lambda v: v >= 2.0, "moderate"),
-                   (lambda v: True, "limited")),
-    "quality/pixvar": ((lambda v: v < 0.1, "mode collapse"),
-                       (lambda v: 0.2 <= v <= 0.5, "healthy")),
-    "quality/fid": ((lambda v: v <= 50, "excellent"), (lambda v: v <= 100, "good"),
-                    (lambda v: v <= 200, "moderate"), (lambda v: v <= 400, "fair"),
-                    (lambda v: True, "poor")),
+    "quality/is": (
+        (lambda v: v > 4.0, "good"),
+        (lambda v: v >= 2.0, "moderate"),
+        (lambda v: True, "limited"),
+    ),
+    "quality/pixvar": (
+        (lambda v: v < 0.1, "mode collapse"),
+        (lambda v: 0.2 <= v <= 0.5, "healthy"),
+    ),
+    "quality/fid": (
+        (lambda v: v <= 50, "excellent"),
+        (lambda v: v <= 100, "good"),
+        (lambda v: v <= 200, "moderate"),
+        (lambda v: v <= 400, "fair"),
+        (lambda v: True, "poor"),
+    ),
 }
 
 
@@ -116,8 +125,10 @@ def _header(record: Mapping[str, Any], total_epochs: int | None) -> str:
 
 def _quality(record: Mapping[str, Any], feature_extractor: str) -> str | None:
     r = record
-    fid = _banded(r, "quality/fid", ".1f") if feature_extractor == "inception" else _num(
-        r, "quality/fid", ".1f"
+    fid = (
+        _banded(r, "quality/fid", ".1f")
+        if feature_extractor == "inception"
+        else _num(r, "quality/fid", ".1f")
     )
     fields = (
         ("quality/fid", f"{fid_label(feature_extractor)}: {fid}"),
@@ -183,8 +194,12 @@ def format_epoch(
 
 def format_summary(summary: RunSummary) -> str:
     """004's training summary: recent losses as mean ± std, D outputs, health, issues seen."""
-    lines = ["=" * 50, "GAN Training Summary", "=" * 50,
-             f"Epochs: {summary.epochs} (last {summary.window} below)"]
+    lines = [
+        "=" * 50,
+        "GAN Training Summary",
+        "=" * 50,
+        f"Epochs: {summary.epochs} (last {summary.window} below)",
+    ]
     for key, name in (("loss/g", "G loss"), ("loss/d", "D loss"), ("loss/w_dist", "W-dist")):
         if key in summary.means:
             lines.append(f"  {name}: {summary.means[key]:.4f} ± {summary.stds[key]:.4f}")

@@ -58,6 +58,7 @@ from gan_core.config import ConfigError, DataConfig
 
 __all__ = [
     "DATASETS",
+    "DOMAIN_PAIRS",
     "MIXTURE_SEED",
     "DataError",
     "Dataset",
@@ -165,6 +166,11 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         DataError: a file is missing (and ``download`` is off), corrupt or in the wrong format.
     """
     entry = _LOADERS.get(cfg.name)
+    if cfg.name in DOMAIN_PAIRS:
+        raise ConfigError(
+            f"data.name: {cfg.name!r} is a pair of image domains, for family cyclegan "
+            f"(single data sets: {', '.join(_LOADERS)})"
+        )
     if entry is None:
         raise ConfigError(
             f"data.name: unknown data set {cfg.name!r}; valid names: {', '.join(DATASETS)}"
@@ -839,3 +845,5 @@ _LOADERS: dict[str, tuple[_Loader, frozenset[str]]] = {
     "images": (_load_image_folder, _USER),
 }
 DATASETS: tuple[str, ...] = tuple(_LOADERS)
+# Pairs of unpaired image domains, for family cyclegan (gan_core/domains.py).
+DOMAIN_PAIRS: tuple[str, ...] = ("digits_inverted", "digits_rotated", "unpaired_images")

@@ -184,9 +184,11 @@ class MemberConvTranspose2d(nn.Module):
         gens: Generators,
         spectral_norm: bool = False,
         bias: bool = True,
+        output_padding: int = 0,
     ):
         super().__init__()
         self.members, self.stride, self.padding = len(gens), stride, padding
+        self.output_padding = output_padding
         # Stored as (M, out, in, k, k) so spectral norm sees (out x in) matrices like a conv.
         self.weight = nn.Parameter(_normal((out_ch, in_ch, kernel, kernel), 0.0, 0.02, gens))
         self.bias = nn.Parameter(torch.zeros(len(gens), out_ch)) if bias else None
@@ -196,7 +198,9 @@ class MemberConvTranspose2d(nn.Module):
         weight = self.sn(self.weight) if self.sn is not None else self.weight
         weight = weight.transpose(1, 2).flatten(0, 1)  # conv_transpose wants (M*in, out, k, k)
         bias = None if self.bias is None else self.bias.reshape(-1)
-        return F.conv_transpose2d(x, weight, bias, self.stride, self.padding, groups=self.members)
+        return F.conv_transpose2d(
+            x, weight, bias, self.stride, self.padding, self.output_padding, groups=self.members
+        )
 
 
 class MemberNorm(nn.Module):

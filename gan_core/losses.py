@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +21,7 @@ from torch import Tensor
 
 from .config import ConfigError, TrainingConfig
 
-__all__ = ["Loss", "LOSSES", "get_loss"]
+__all__ = ["Loss", "LOSSES", "get_loss", "over_scales"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,21 @@ LOSSES: dict[str, Loss] = {
     "hinge": Loss("hinge", _hinge_d, _wasserstein_g, False, _zero),
     "least_squares": Loss("least_squares", _least_squares_d, _least_squares_g, False, _ls_midpoint),
 }
+
+
+def over_scales(fn: Callable[..., Any], sizes: tuple[int, ...], *logits: Tensor) -> Any:
+    """`fn` (a loss term) on each scale's logits, summed over scales (pix2pixHD).
+
+    Each logits tensor is (M, B x sum(sizes)), sample by sample (models.PatchDiscriminator);
+    one scale, or none (one logit per sample), is a plain call: the mean runs over patches.
+    """
+    if len(sizes) < 2:
+        return fn(*logits)
+    parts = [t.reshape(t.shape[0], -1, sum(sizes)).split(sizes, dim=2) for t in logits]
+    results = [fn(*(p[s].flatten(1) for p in parts)) for s in range(len(sizes))]
+    if isinstance(results[0], tuple):
+        return tuple(sum(terms[1:], terms[0]) for terms in zip(*results, strict=True))
+    return sum(results[1:], results[0])
 
 
 def get_loss(name: str) -> Loss:

@@ -31,9 +31,19 @@ PAIRWISE_KEYS = ("diversity/mean", "diversity/min", "diversity/std")
 # diversity/ratio: the generated mean pairwise distance over the real data's (scale-free; 1 = as
 # spread as the data)
 DIVERSITY_KEYS = PAIRWISE_KEYS + ("diversity/ratio",)
+# CycleGAN (family cyclegan): mean |G(a) - T(a)| and |F(b) - T^-1(b)| against the true map
+# where it is known, the first over the identity baseline mean |a - T(a)| (1: no better than
+# copying the input, 0: exact); cycle/g_change: mean |G(a) - a| over the mean |a - a'| of two
+# domain-A images (near 0: G copies its input).
+CYCLE_KEYS = (
+    "quality/translation_error",
+    "quality/translation_error_ba",
+    "quality/translation_error_rel",
+    "cycle/g_change",
+)
 # Every evaluation: the share of generated samples with a non-finite value (a diverged G).
 NONFINITE_KEY = "quality/nonfinite"
-EVAL_KEYS = MIXTURE_KEYS + IMAGE_KEYS + CLASS_KEYS + DIVERSITY_KEYS + (NONFINITE_KEY,)
+EVAL_KEYS = MIXTURE_KEYS + IMAGE_KEYS + CLASS_KEYS + DIVERSITY_KEYS + CYCLE_KEYS + (NONFINITE_KEY,)
 
 # Which way is better for each quality key (the sweep's `best/<key>` columns, search objectives).
 QUALITY_DIRECTIONS = {
@@ -50,4 +60,7 @@ QUALITY_DIRECTIONS = {
     "quality/classes": "max",
     "quality/class_coverage": "max",
     "quality/class_kl": "min",
+    "quality/translation_error": "min",
+    "quality/translation_error_ba": "min",
+    "quality/translation_error_rel": "min",
 }

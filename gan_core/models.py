@@ -1,8 +1,10 @@
-"""Generator and discriminator factories: MLP and DCGAN, optionally conditional.
+"""Generator and discriminator factories: MLP, DCGAN and PatchGAN, optionally conditional.
 
 Models take and return the member layout (M, B, ...): z is (M, B, latent), samples
-are (M, B, *sample_shape), D returns (logits (M, B), features (M, B, F)); the
-features (D's penultimate activations) serve feature matching.
+are (M, B, *sample_shape), D returns (logits (M, N), features (M, B, F)); the
+features (D's penultimate activations) serve feature matching. N is B for MLP and DCGAN
+(B / pac with PacGAN) and B x patches for a patch D, whose `scale_sizes` say how many
+patches each scale gives per sample (losses average over patches, sum over scales).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import DCGAN_SIZES, ConfigError, DiscriminatorConfig, GeneratorConfig, RunConfig
@@ -27,7 +30,17 @@ from .layers import (
     to_packed,
 )
 
-__all__ = ["Generator", "Discriminator", "build_models", "check_architecture"]
+__all__ = [
+    "Generator",
+    "Discriminator",
+    "PatchDiscriminator",
+    "build_models",
+    "check_architecture",
+    "patch_layers",
+    "patch_output_side",
+    "patch_scale_sizes",
+    "receptive_field",
+]
 
 Generators = Sequence[torch.Generator]
 
@@ -52,18 +65,39 @@ def check_architecture(cfg: RunConfig, sample_shape: Sequence[int], num_classes:
                 f"{name}: dcgan makes square images of side {', '.join(map(str, DCGAN_SIZES))}; "
                 f"data {cfg.data.name!r} is {h}x{w} (set data.image_size to one of them)"
             )
+    if cfg.discriminator.arch == "patch":
+        _check_patch(cfg, sample_shape)
     if cfg.conditional and num_classes < 2:
         raise ConfigError(f"conditional: data {cfg.data.name!r} has no class labels")
 
 
+def _check_patch(cfg: RunConfig, sample_shape: Sequence[int]) -> None:
+    if len(sample_shape) != 3:
+        raise ConfigError(
+            f"discriminator.arch: patch needs image data (C, H, W); data {cfg.data.name!r} "
+            f"has samples of shape {tuple(sample_shape)}; use mlp"
+        )
+    d = cfg.discriminator
+    if min(patch_scale_sizes(d, sample_shape)) < 1:
+        raise ConfigError(
+            f"discriminator.n_layers: {d.n_layers} layers (with {d.multi_scale.num_scales} "
+            f"scales) leave no patch of {sample_shape[1]}x{sample_shape[2]} images; lower "
+            "n_layers or multi_scale.num_scales, or raise data.image_size"
+        )
+
+
 def build_models(
     cfg: RunConfig, sample_shape: Sequence[int], num_classes: int, gens: Generators
-) -> tuple[Generator, Discriminator]:
+) -> tuple[Generator, nn.Module]:
     """Build G and D for len(gens) members; member m's weights come from gens[m]."""
     check_architecture(cfg, sample_shape, num_classes)
     classes = num_classes if cfg.conditional else 0
     g = Generator(cfg.generator, tuple(sample_shape), classes, gens)
-    d = Discriminator(cfg.discriminator, tuple(sample_shape), classes, gens)
+    d: nn.Module = (
+        PatchDiscriminator(cfg.discriminator, tuple(sample_shape), gens)
+        if cfg.discriminator.arch == "patch"
+        else Discriminator(cfg.discriminator, tuple(sample_shape), classes, gens)
+    )
     return g, d
 
 
@@ -108,6 +142,8 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
+    scale_sizes: tuple[int, ...] = ()  # one logit per sample (see PatchDiscriminator)
+
     def __init__(
         self,
         cfg: DiscriminatorConfig,
@@ -271,3 +307,97 @@ class _PackedDropout(MemberDropout):
             return x
         m = len(self.gens)
         return to_packed(super().forward(from_packed(x, m)))
+
+
+def patch_layers(n_layers: int) -> list[tuple[int, int]]:
+    """(kernel, stride) of each convolution of a patch D: n_layers of stride 2, two of 1."""
+    return [(4, 2)] * n_layers + [(4, 1), (4, 1)]
+
+
+def patch_output_side(side: int, n_layers: int) -> int:
+    """Patches per side of a patch D on side x side inputs (padding 1 everywhere)."""
+    for kernel, stride in patch_layers(n_layers):
+        side = max((side + 2 - kernel) // stride + 1, 0)
+    return side
+
+
+def patch_scale_sizes(cfg: DiscriminatorConfig, sample_shape: Sequence[int]) -> tuple[int, ...]:
+    """Patches per sample at each scale of a (multi-scale) patch D."""
+    h, w = sample_shape[1:]
+    sizes = []
+    for _ in range(cfg.multi_scale.num_scales):
+        sizes.append(patch_output_side(h, cfg.n_layers) * patch_output_side(w, cfg.n_layers))
+        h, w = -(-h // 2), -(-w // 2)  # avg_pool2d(3, stride 2, padding 1)
+    return tuple(sizes)
+
+
+def receptive_field(n_layers: int) -> int:
+    """Input pixels per side that one patch logit sees (70 for pix2pix's n_layers = 3)."""
+    field = 1
+    for kernel, stride in reversed(patch_layers(n_layers)):
+        field = field * stride + (kernel - stride)
+    return field
+
+
+class _PatchNet(nn.Module):
+    """pix2pix's NLayerDiscriminator on the packed layout: (B, M*C, H, W) -> logits, features.
+
+    4x4 convolutions, stride 2 then 1, LeakyReLU 0.2, instance norm on every layer but the first
+    (Isola et al. 2017); widths double from base_channels up to max_channels.
+    """
+
+    def __init__(self, cfg: DiscriminatorConfig, in_channels: int, gens: Generators):
+        super().__init__()
+        self.members = len(gens)
+        layers: list[nn.Module] = []
+        prev = in_channels
+        for i, (kernel, stride) in enumerate(patch_layers(cfg.n_layers)[:-1]):
+            width = min(cfg.base_channels * 2**i, cfg.max_channels)
+            normed = i > 0
+            layers.append(
+                MemberConv2d(
+                    prev, width, kernel, stride, 1, gens, cfg.spectral_norm, bias=not normed
+                )
+            )
+            if normed:
+                layers.append(MemberNorm("instance", width, len(gens)))
+            layers.append(nn.LeakyReLU(0.2))
+            prev = width
+        self.body = nn.Sequential(*layers)
+        self.head = MemberConv2d(prev, 1, 4, 1, 1, gens, cfg.spectral_norm)
+
+    def forward(self, packed: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.body(packed)
+        logits = from_packed(self.head(h), self.members)  # (M, B, 1, h, w)
+        return logits.flatten(2), from_packed(h, self.members).flatten(2)
+
+
+class PatchDiscriminator(nn.Module):
+    """One patch D, or pix2pixHD's multi-scale set of them, on (M, B, C, H, W) images.
+
+    Scale s sees the input average-pooled s times by 2 (3x3 window, as pix2pixHD).
+
+    Returns:
+        logits (M, B * P) ordered sample by sample (each sample's patches of scale 0, then
+        scale 1, ...), features (M, B, F): every scale's penultimate activations.
+    """
+
+    def __init__(self, cfg: DiscriminatorConfig, sample_shape: tuple[int, ...], gens: Generators):
+        super().__init__()
+        self.members = len(gens)
+        self.nets = nn.ModuleList(
+            _PatchNet(cfg, sample_shape[0], gens) for _ in range(cfg.multi_scale.num_scales)
+        )
+        self.scale_sizes = patch_scale_sizes(cfg, sample_shape)
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        m, b = x.shape[:2]
+        packed = to_packed(x)
+        logits, features = [], []
+        for i, net in enumerate(self.nets):
+            if i > 0:
+                packed = F.avg_pool2d(packed, 3, stride=2, padding=1, count_include_pad=False)
+            out, feat = net(packed)
+            logits.append(out)
+            features.append(feat)
+        return torch.cat(logits, dim=2).reshape(m, -1), torch.cat(features, dim=2)

@@ -63,7 +63,17 @@ Mode-collapse signals (decisive unless marked):
   or no relative FID. Collapse is G covering part of the data; a classifier sorts noise and
   an untrained G's grey output into few classes too, and those are poor quality.
 - one point (any data): latest diversity/ratio < collapse_diversity_ratio.
+- constant translation (CycleGAN records, with ``cycle/g_change``): latest diversity/ratio
+  (G(a)'s spread over domain B's) < cycle_constant_ratio: G maps every image to one.
 - supporting only: D(fake) nearly constant (004 GANMonitor), added to the evidence.
+
+CycleGAN rules (docs/families.md; they read keys only the cyclegan family writes):
+
+- g_identity -> ``poor_quality``: latest cycle/g_change < cycle_identity_change: G(a) is
+  nearly a, the generator learned the identity instead of the translation.
+- cycle_stalled -> ``d_dominance``: the mean of loss/cycle_a + loss/cycle_b over the last
+  window fell less than cycle_stall_drop of the window before, while the mean D accuracy
+  is >= cycle_stall_accuracy: D wins and G no longer improves its cycle.
 
 "Stuck" means the condition held in each of the last ``cfg.window`` epochs; the onset is
 the first epoch of that unbroken trailing run, so a problem that appeared and resolved is
@@ -567,7 +577,16 @@ _COLLAPSE_SIGNALS: tuple[Callable[[_Context], _Finding | None], ...] = (
         ("diversity/ratio",),
         "samples far less spread than the data",
     ),
+    _signal_at_evaluations(
+        lambda rec, ctx: _constant_translation(rec, ctx),
+        ("diversity/ratio", "cycle/g_change"),
+        "G translates every image to nearly the same one",
+    ),
 )
+
+
+def _constant_translation(rec: Record, ctx: _Context) -> bool:
+    return "cycle/g_change" in rec and _below(rec, "diversity/ratio", ctx.cfg.cycle_constant_ratio)
 
 
 def _d_fake_constancy(ctx: _Context) -> dict[str, float]:
@@ -704,11 +723,39 @@ def _vanishing_drop(ctx: _Context) -> _Finding | None:
     )
 
 
+_check_g_identity = _signal_at_evaluations(
+    lambda rec, ctx: _below(rec, "cycle/g_change", ctx.cfg.cycle_identity_change),
+    ("cycle/g_change",),
+    "G(a) nearly equals a: the generator learned the identity",
+)
+
+
+def _check_cycle_stalled(ctx: _Context) -> _Finding | None:
+    """CycleGAN: the cycle loss stopped falling over the last window while D wins."""
+    n = ctx.cfg.window
+    if len(ctx.history) < 2 * n or "loss/cycle_a" not in ctx.history[-1]:
+        return None
+    cycle = [_value(r, "loss/cycle_a") + _value(r, "loss/cycle_b") for r in ctx.history]
+    before, now = _mean(cycle[-2 * n : -n]), _mean(cycle[-n:])
+    accuracy = _mean([_value(r, "d/accuracy") for r in ctx.history[-n:]])
+    fell = before - now > ctx.cfg.cycle_stall_drop * before
+    if not (math.isfinite(now) and math.isfinite(accuracy)) or fell:
+        return None
+    if accuracy < ctx.cfg.cycle_stall_accuracy:
+        return None
+    evidence = {"loss/cycle": now, "loss/cycle_before": before, "d/accuracy": accuracy}
+    return _Finding(
+        len(ctx.history) - n, evidence, f"cycle loss stalled while D wins ({_shown(evidence)})"
+    )
+
+
 _RULES: tuple[_Rule, ...] = (
     _Rule("diverged", "diverged", "diverged", _check_diverged),
     _Rule("mode_collapse", "mode_collapse", "possible mode collapse", _check_mode_collapse),
     _Rule("vanishing_gradients", "vanishing_gradients", "vanishing G gradients", _check_vanishing),
     _Rule("d_too_strong", "d_dominance", "D too strong", _check_d_dominance),
+    _Rule("cycle_stalled", "d_dominance", "cycle loss stalled, D wins", _check_cycle_stalled),
+    _Rule("g_identity", "poor_quality", "G copies its input", _check_g_identity),
     _Rule("poor_quality", "poor_quality", "poor sample quality", _check_poor_quality),
     _Rule(
         "d_too_weak",

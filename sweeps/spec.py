@@ -394,11 +394,12 @@ def _base_config(spec: SweepSpec) -> RunConfig:
 
 def _check_data_name(cfg: RunConfig, where: str) -> None:
     # RunConfig keeps data.name a free string; the loader would only fail inside a trial.
-    from gan_core.data import DATASETS
+    from gan_core.data import DATASETS, DOMAIN_PAIRS
 
-    if cfg.data.name not in DATASETS:
+    if cfg.data.name not in DATASETS + DOMAIN_PAIRS:
         raise SpecError(
-            f"{where}data.name: unknown data set {cfg.data.name!r}; valid: {', '.join(DATASETS)}"
+            f"{where}data.name: unknown data set {cfg.data.name!r}; "
+            f"valid: {', '.join(DATASETS + DOMAIN_PAIRS)}"
         )
 
 

@@ -1,0 +1,118 @@
+"""The interface every GAN family implements for the shared Trainer (docs/families.md).
+
+A family owns its networks (on the member axis), its D and G step objectives, its data
+contract, its evaluation metrics and figures. The Trainer owns the loop, optimizers, packing,
+seeding, checkpoints and records, and never branches on the family.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..config import RunConfig
+
+__all__ = ["Family", "Streams", "Objective"]
+
+Batch = tuple[Any, Any]  # (real batch in the family's layout, labels or None)
+Objective = tuple[Tensor, dict[str, Tensor]]  # (per-member loss (M,) with graph, metrics (M,))
+
+
+@dataclass
+class Streams:
+    """Each live member's random generators, in member-axis order.
+
+    The Trainer owns this object and replaces the lists when members leave the pack;
+    families read them at every use, never keep a copy.
+    """
+
+    latent: list[torch.Generator]
+    data: list[torch.Generator]
+
+
+class Family(ABC):
+    """One kind of GAN, as the Trainer sees it.
+
+    Args:
+        cfg: the validated run configuration.
+        data: what `load_data(cfg)` returned.
+        weight_gens: one weight generator per member (networks are built from them).
+        streams: the members' latent and data generators.
+        device: where the networks and batches live.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        data: Any,
+        weight_gens: list[torch.Generator],
+        streams: Streams,
+        device: torch.device,
+    ):
+        self.cfg, self.data, self.streams, self.device = cfg, data, streams, device
+
+    @staticmethod
+    @abstractmethod
+    def load_data(cfg: RunConfig) -> Any:
+        """The family's data (its data contract); ConfigError or DataError on bad input."""
+
+    @property
+    @abstractmethod
+    def networks(self) -> dict[str, nn.Module]:
+        """Member-axis modules by name; "generator" and "discriminator" get optimizers."""
+
+    @abstractmethod
+    def steps_per_epoch(self) -> int:
+        """G steps per epoch; ConfigError when the batch does not fit the data."""
+
+    @abstractmethod
+    def sampler(self, batches: int) -> Callable[[int], Batch]:
+        """This epoch's batches, index -> batch, drawn from the data streams."""
+
+    @abstractmethod
+    def d_objective(self, batch: Batch, noise_std: float) -> Objective:
+        """D's loss on a batch (graph to D's parameters) and its metrics."""
+
+    @abstractmethod
+    def g_objective(self, batch: Batch, noise_std: float) -> Objective:
+        """G's loss (graph to G's parameters) and its metrics."""
+
+    @abstractmethod
+    def evaluate(self, position: int, generator: torch.Generator) -> dict[str, float]:
+        """Quality metrics of the member at this position; `generator`: its fresh EVAL stream."""
+
+    @abstractmethod
+    def generate(
+        self, n: int, position: int, labels: Tensor | None, generator: torch.Generator | None
+    ) -> Tensor:
+        """n samples of the member at `position`, networks in evaluation mode."""
+
+    @abstractmethod
+    def figures(
+        self, directory: Path, position: int, generator: torch.Generator
+    ) -> dict[str, str | os.PathLike]:
+        """The family's sample figures as files in `directory`, by name."""
+
+    def interpolate(
+        self, z0: Tensor, z1: Tensor, steps: int, position: int, labels: Tensor | None
+    ) -> Tensor:
+        """Samples along a line in latent space; families without latents refuse."""
+        raise ValueError(f"family {self.name!r} has no latent space to interpolate in")
+
+    @property
+    def n_modes(self) -> int | None:
+        """Modes of a 2-D mixture (the monitor's mode rules), None otherwise."""
+        return None
+
+    def lr_factor(self, epoch: int) -> float:
+        """Family learning-rate factor for the coming epoch (after `epoch` done); 1 = none."""
+        return 1.0
