@@ -29,7 +29,13 @@ from pydantic import (
 )
 
 from gan_core.config import ConfigError, RunConfig
-from gan_core.metric_keys import CLASS_KEYS, DIVERSITY_KEYS, IMAGE_KEYS, MIXTURE_KEYS
+from gan_core.metric_keys import (
+    CLASS_KEYS,
+    CYCLE_KEYS,
+    DIVERSITY_KEYS,
+    IMAGE_KEYS,
+    MIXTURE_KEYS,
+)
 
 __all__ = [
     "SpecError",
@@ -74,6 +80,7 @@ _OBJECTIVE_METRICS = (
     + IMAGE_KEYS
     + CLASS_KEYS
     + DIVERSITY_KEYS
+    + CYCLE_KEYS
     + ("loss/d", "loss/g", "loss/w_dist", "d/accuracy", "g/accuracy", "stability/dg_ratio")
 )
 _MIXTURE_DATA = ("ring", "grid")
@@ -573,7 +580,12 @@ def _check_objective(metric: str, sched: Any, base: RunConfig) -> None:
         )
     mixture = base.data.name in _MIXTURE_DATA
     image_only = metric in IMAGE_KEYS or metric in CLASS_KEYS
-    if (metric in MIXTURE_KEYS and not mixture) or (image_only and mixture):
+    translation = base.family == "cyclegan"  # the family whose evaluation writes CYCLE_KEYS
+    if (
+        (metric in MIXTURE_KEYS and not mixture)
+        or (image_only and mixture)
+        or (metric in CYCLE_KEYS and not translation)
+    ):
         raise SpecError(
             f"search.objective.metric: {metric} is not computed for data {base.data.name!r}"
         )

@@ -272,3 +272,14 @@ def test_examples_are_valid():
         assert spec.grid is None or expand_grid(spec), path
         assert spec.grid is not None or spec.search is not None, path
         assert not math.isnan(spec.base_config().train.g_lr)
+
+
+def test_a_cyclegan_search_may_optimise_the_translation_error_and_a_gan_search_may_not(tmp_path):
+    cycle_base = {"family": "cyclegan", "data": {"name": "digits_inverted"}}
+    space = {"lr": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True}}
+    objective = {"metric": "quality/translation_error_rel", "mode": "min"}
+    search = {"space": space, "objective": objective, "scheduler": {"type": "none"}}
+    spec = parse_spec(sweep_dict(tmp_path, base=cycle_base, search=search))
+    assert spec.search.objective.metric == "quality/translation_error_rel"
+    with pytest.raises(SpecError, match="not computed for data 'ring'"):
+        parse_spec(sweep_dict(tmp_path, search=search))
