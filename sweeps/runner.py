@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .rayauth import AUTH_DISABLED_WARNING, enable_token_auth
 from .recorder import Recorder, now_iso, say, sync_outcomes
 from .results import FIXED_COLUMNS, SweepTables, varied_paths
 from .spec import (
@@ -281,7 +282,7 @@ def ray_session(address: str | None = None, dashboard: bool = False) -> Iterator
     if ray.is_initialized():
         yield
         return
-    configure_ray_env()
+    configure_ray_env(embedded=not address)
     kwargs: dict[str, Any] = {"include_dashboard": dashboard, "logging_level": logging.WARNING}
     if address:
         kwargs["address"] = address
@@ -296,9 +297,14 @@ def ray_session(address: str | None = None, dashboard: bool = False) -> Iterator
         ray.shutdown()
 
 
-def configure_ray_env() -> None:
-    """Ray settings for every gansweep driver (set before Ray starts; users may override)."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token warning, no ~/.ray/auth_token
+def configure_ray_env(embedded: bool = False) -> None:
+    """Ray settings for every gansweep driver (set before Ray starts; users may override).
+
+    An embedded Ray keeps token authentication on (sweeps.rayauth); turning it off is the
+    user's explicit choice (RAY_AUTH_MODE=disabled), which is warned about.
+    """
+    if embedded and not enable_token_auth():
+        say(AUTH_DISABLED_WARNING)
     # Tune's own CSV/TensorBoard trial logs duplicate the Parquet and MLflow sinks.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     # num_to_keep forces a state snapshot when short epochs checkpoint quickly; that is fine.

@@ -88,7 +88,7 @@ class Scaling(_Model):
 
 class Tracking(_Model):
     uri: str | None = None  # None: --tracking-uri, then MLFLOW_TRACKING_URI, then MLflow's default
-    experiment: str | None = None  # None: the sweep name
+    experiment: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # None: name
 
 
 class Execution(_Model):
