@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ class SweepCallback(Callback):
         self.root = str(root)
         self._recorder: Recorder | None = None
         self._reconciled = False
+        self._stopping = False
 
     def __getstate__(self) -> dict[str, Any]:
         return {"root": self.root}
@@ -32,6 +35,12 @@ class SweepCallback(Callback):
         self.root = state["root"]
         self._recorder = None
         self._reconciled = False
+        self._stopping = False
+
+    @property
+    def write_error(self) -> OSError | None:
+        """The first write to the sweep directory that failed in this driver, if any."""
+        return self._recorder.write_error if self._recorder is not None else None
 
     @property
     def recorder(self) -> Recorder:
@@ -76,6 +85,7 @@ class SweepCallback(Callback):
         self.recorder.trial_finished(
             trial.config, trial.last_result or {}, trial.checkpoint, trial.trial_id
         )
+        self._stop_on_write_error()
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         ids = ", ".join(m["trial_id"] for m in trial.config["trial"]["members"])
@@ -89,11 +99,28 @@ class SweepCallback(Callback):
             trial.trial_id,
             error=_error_text(trial),
         )
+        self._stop_on_write_error()
+
+    def _stop_on_write_error(self) -> None:
+        """Results that cannot be written: stop the sweep as Ctrl-C does (trials stay resumable).
+
+        Tune's stop handler (installed for SIGUSR1 while `fit` runs, in the driver's main
+        thread) ends the run and saves its state; unfinished trials are left for resume.
+        """
+        if self.write_error is None or self._stopping:
+            return
+        self._stopping = True
+        stop = signal.getsignal(signal.SIGUSR1)
+        if callable(stop) and threading.current_thread() is threading.main_thread():
+            stop(signal.SIGUSR1, None)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self.recorder.progress(sum(t.status == "RUNNING" for t in trials))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if not self._reconciled:  # a restore with nothing left to run has no step
+            self._reconciled = True
+            self._reconcile(trials)
         complete = all(t.status in ("TERMINATED", "ERROR") for t in trials)
         self.recorder.progress(0, force=True)
         self.recorder.finish(complete)

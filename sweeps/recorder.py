@@ -25,7 +25,14 @@ from .sweepdir import SweepDir
 from .tracking import MlflowSink, Tracker
 from .trial import CKPT_MEMBERS, CKPT_STATE, CKPT_TRAINER, member_ids, pack_configs
 
-__all__ = ["Recorder", "say", "now_iso", "sync_outcomes", "default_objective"]
+__all__ = [
+    "Recorder",
+    "say",
+    "now_iso",
+    "sync_outcomes",
+    "default_objective",
+    "describe_os_error",
+]
 
 _PROGRESS_EVERY_S = 15.0
 
@@ -65,6 +72,7 @@ class Recorder:
         self.errors: dict[str, str] = {}
         self.started: dict[str, str] = {}
         self.durations: list[float] = []
+        self.write_error: OSError | None = None  # the first failed write to the sweep directory
         self.max_running = 1
         self._last_progress = time.monotonic()
         self._t0 = time.monotonic()
@@ -108,19 +116,37 @@ class Recorder:
         ray_trial_id: str,
         error: str | None = None,
     ) -> list[TrialOutcome]:
-        """Record every member of a trial that ended (completed, stopped early or failed)."""
-        outcomes = []
+        """Record every member of a trial that ended (completed, stopped early or failed).
+
+        A write error (read-only, full or immutable folder) is not the trial's fault: it is
+        reported once and the sweep stops; the trial's checkpoint keeps its results, from
+        which `gansweep resume` writes the rows later.
+        """
+        outcomes: list[TrialOutcome] = []
         _, _, cfgs = pack_configs(self.spec, config)
-        with _checkpoint_dir(checkpoint) as ckpt:
-            for tid, cfg in zip(member_ids(config), cfgs, strict=True):
-                if tid in self.tables.trials:
-                    # Already recorded: a restored experiment whose last snapshot predates the
-                    # end of this trial resumes it from its final checkpoint and reports again.
-                    continue
-                outcome = self._outcome(tid, cfg, last_result, ckpt, ray_trial_id, error)
-                self._store(outcome)
-                outcomes.append(outcome)
+        try:
+            with _checkpoint_dir(checkpoint) as ckpt:
+                for tid, cfg in zip(member_ids(config), cfgs, strict=True):
+                    if tid in self.tables.trials:
+                        # Already recorded: a restored experiment whose last snapshot predates
+                        # the end of this trial resumes it from its final checkpoint, reports again.
+                        continue
+                    outcome = self._outcome(tid, cfg, last_result, ckpt, ray_trial_id, error)
+                    self._store(outcome)
+                    outcomes.append(outcome)
+        except OSError as err:
+            self._write_failed(err)
         return outcomes
+
+    def _write_failed(self, err: OSError) -> None:
+        for tid in list(self.tables.trials):  # rows not on disk are rebuilt by resume
+            if tid not in self.tables.on_disk:
+                del self.tables.trials[tid]
+                self.tables.epochs.pop(tid, None)
+        if self.write_error is None:
+            self.write_error = err
+            say(f"write error: {describe_os_error(err)}; stopping the sweep (nothing is lost: "
+                f"finished trials keep their results in their checkpoints)")
 
     def _outcome(
         self,
@@ -241,8 +267,11 @@ class Recorder:
 
     def finish(self, complete: bool) -> None:
         """End of this driver's part: close the parent run, tell what was not logged."""
-        if self.tables.trials:
-            self.tables.flush()
+        if self.tables.trials and self.write_error is None:
+            try:
+                self.tables.flush()
+            except OSError as err:
+                self._write_failed(err)
         for sink in self.sinks.values():  # unfinished trials (an interrupted sweep) keep theirs
             sink.flush()
         self.tracker.finish_parent("FINISHED" if complete else "KILLED")
@@ -253,6 +282,12 @@ class Recorder:
                 f"{len(missing)} trial(s) not logged to MLflow ({self.tracker.uri}): {shown}. "
                 f"Log them later with: gansweep sync {self.dir.root}"
             )
+
+
+def describe_os_error(err: OSError) -> str:
+    """`cannot write PATH (reason)` for an OSError, in one line."""
+    where = f" {err.filename}" if err.filename else ""
+    return f"cannot write{where} ({err.strerror or err})"
 
 
 def outcome_tags(outcome: TrialOutcome) -> dict[str, str]:

@@ -164,6 +164,7 @@ class SweepTables:
         if sweep_dir.trials_parquet.is_file():
             for row in pd.read_parquet(sweep_dir.trials_parquet).to_dict("records"):
                 self.trials[row["trial_id"]] = row
+        self.on_disk = set(self.trials)  # trials whose rows the files hold
         if sweep_dir.epochs_parquet.is_file():
             df = pd.read_parquet(sweep_dir.epochs_parquet)
             for trial_id, group in df.groupby("trial_id", sort=False):
@@ -191,6 +192,7 @@ class SweepTables:
                 trials[column] = trials[column].astype("object")
         write_parquet_atomic(epochs, self.dir.epochs_parquet)
         write_parquet_atomic(trials, self.dir.trials_parquet)
+        self.on_disk = set(self.trials)
 
 
 def _is_missing(value: Any) -> bool:

@@ -8,12 +8,16 @@ cores of this machine, no dashboard unless asked) unless an address is given.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
 import logging
 import math
 import os
 import secrets
 import shutil
+import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .rayauth import AUTH_DISABLED_WARNING, enable_token_auth
-from .recorder import Recorder, now_iso, say, sync_outcomes
+from .recorder import Recorder, describe_os_error, now_iso, say, sync_outcomes
 from .results import FIXED_COLUMNS, SweepTables, varied_paths
 from .spec import (
     SpecError,
@@ -33,7 +37,7 @@ from .spec import (
     pack_plans,
     resolve_path,
 )
-from .sweepdir import SweepDir
+from .sweepdir import SweepDir, json_safe
 from .tracking import Tracker, resolve_tracking_uri
 
 __all__ = [
@@ -46,13 +50,17 @@ __all__ = [
     "sync_sweep",
     "format_plan",
     "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
+    "EXIT_WRITE_ERROR",
     "cluster_nodes",
     "configure_ray_env",
     "ray_session",
     "run_triage",
 ]
 
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
+EXIT_TERMINATED = 143  # SIGTERM: Slurm, Kubernetes, systemd
+EXIT_WRITE_ERROR = 74  # sysexits' EX_IOERR: the sweep directory could not be written
 
 
 @dataclass
@@ -69,6 +77,8 @@ class SweepPlan:
     varied: list[str] = field(default_factory=list)
     nodes: list[dict[str, float]] = field(default_factory=list)
     resumes: bool = False  # search: continues the study in an existing directory
+    out_given: bool = False  # --out: exactly this directory (else the next free name-K)
+    reserved: bool = False  # its directory is claimed (sweep.json written, see _reserve)
 
 
 # ---------------------------------------------------------------------- planning
@@ -105,6 +115,23 @@ def _free_dir(results_dir: Path, name: str) -> Path:
     return root
 
 
+def _check_writable(path: Path, what: str) -> None:
+    """A file can be created where the sweep writes (its nearest existing folder), or SpecError.
+
+    Tried, not asked with os.access: root passes every permission check, yet not a read-only
+    or full filesystem nor an immutable folder.
+    """
+    folder = path.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".gansweep-write-check-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as err:
+        raise SpecError(f"{what}: cannot write to {folder} ({err.strerror or err})") from None
+
+
 def plan_run(
     spec_path: str | Path,
     out: str | None = None,
@@ -117,6 +144,7 @@ def plan_run(
     nodes = nodes if nodes is not None else _machine_nodes(spec.resources.gpus > 0)
     check_resources(spec, nodes)
     root = Path(out) if out else _free_dir(Path(spec.results_dir), spec.name)
+    _check_writable(root, "--out" if out else "results_dir")
     if out and SweepDir(root).exists():
         raise SpecError(
             f"--out: {root} already holds a sweep; `gansweep resume {root}` continues it"
@@ -141,6 +169,7 @@ def plan_run(
         space,
         varied_paths([p.config for p in plans]),
         nodes,
+        out_given=bool(out),
     )
 
 
@@ -163,6 +192,7 @@ def plan_search(
     nodes = nodes if nodes is not None else _machine_nodes(spec.resources.gpus > 0)
     check_resources(spec, nodes)
     root = Path(out) if out else Path(spec.results_dir) / f"{spec.name}-search"
+    _check_writable(root, "--out" if out else "results_dir")
     sweep_dir = SweepDir(root)
     if sweep_dir.exists() and sweep_dir.read_meta().get("mode") != "search":
         raise SpecError(f"--out: {root} holds a grid sweep, not a search")
@@ -236,26 +266,64 @@ def _create_dir(plan: SweepPlan) -> SweepDir:
         meta["tracking_uri"] = plan.tracking_uri
         sweep_dir.write_meta(meta)
         return sweep_dir
-    plan.root.mkdir(parents=True, exist_ok=True)
+    if plan.reserved:
+        return sweep_dir
+    sweep_dir = _reserve(plan)
     shutil.copyfile(plan.spec_path, sweep_dir.spec_path)
-    spec = plan.spec
-    sweep_dir.write_meta(
-        {
-            "name": spec.name,
-            "sweep_id": f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}",
-            "created": now_iso(),
-            "mode": plan.mode,
-            "varied": plan.varied,
-            "varied_columns": [_column(p) for p in plan.varied],
-            "n_trials": plan.n_trials,
-            "tracking_uri": plan.tracking_uri,
-            "experiment": spec.tracking.experiment or spec.name,
-            "parent_run_id": None,
-            "tune_experiments": [],
-            "spec_file": str(plan.spec_path.resolve()),
-        }
-    )
     return sweep_dir
+
+
+def _reserve(plan: SweepPlan) -> SweepDir:
+    """Claim the sweep directory atomically: its sweep.json is created exclusively.
+
+    Two launches of one sweep file never share a directory: the second finds sweep.json
+    taken and moves on to name-2, name-3, ... (or, with --out, stops with a SpecError).
+    """
+    meta = json.dumps(json_safe(_initial_meta(plan)), indent=2, sort_keys=True)
+    if plan.out_given or plan.mode == "search":
+        first = plan.root
+    else:  # planned as the first free name-K; taken since, perhaps, by another launch
+        first = Path(plan.spec.results_dir).resolve() / plan.spec.name
+    root = first
+    for k in itertools.count(2):
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            # A folder with other files in it is someone else's; an empty one may be taken.
+            if plan.out_given or not any(p.name != "sweep.json" for p in root.iterdir()):
+                fd = os.open(root / "sweep.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                with os.fdopen(fd, "w") as f:
+                    f.write(meta)
+                break
+        except FileExistsError:
+            if plan.out_given:
+                raise SpecError(
+                    f"--out: {root} already holds a sweep; `gansweep resume {root}` continues it"
+                ) from None
+        except OSError as err:
+            raise SpecError(f"results_dir: cannot write to {root} ({err.strerror})") from None
+        root = first.with_name(f"{first.name}-{k}")
+    if root != first:
+        say(f"{first} exists; writing to {root}")
+    plan.root, plan.reserved = root, True
+    return SweepDir(root)
+
+
+def _initial_meta(plan: SweepPlan) -> dict[str, Any]:
+    spec = plan.spec
+    return {
+        "name": spec.name,
+        "sweep_id": f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}",
+        "created": now_iso(),
+        "mode": plan.mode,
+        "varied": plan.varied,
+        "varied_columns": [_column(p) for p in plan.varied],
+        "n_trials": plan.n_trials,
+        "tracking_uri": plan.tracking_uri,
+        "experiment": spec.tracking.experiment or spec.name,
+        "parent_run_id": None,
+        "tune_experiments": [],
+        "spec_file": str(plan.spec_path.resolve()),
+    }
 
 
 def _column(path: str) -> str:
@@ -356,17 +424,67 @@ def _parallel_slots(spec: SweepSpec) -> int:
 def _fit(tuner: Any, sweep_dir: SweepDir) -> int:
     # Tune's ResultGrid warns about every trial that never started; the count below says it.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    tuner.fit()
+    with _sigterm_stops_tune() as terminated:
+        tuner.fit()
     meta = sweep_dir.read_meta()
     done = len(SweepTables(sweep_dir).trials)
     unfinished = meta.get("n_trials", done) - done
-    if unfinished > 0:
+    write_error = _write_error(tuner)
+    if write_error is not None:
         say(
-            f"interrupted: {unfinished} trial(s) unfinished; results so far are in "
+            f"error: {describe_os_error(write_error)}: the sweep stopped with {unfinished} "
+            f"trial(s) not in the tables. Once {sweep_dir.root} is writable again, "
+            f"`gansweep resume {sweep_dir.root}` writes them and runs the rest"
+        )
+        return EXIT_WRITE_ERROR
+    if unfinished > 0:
+        how = "stopped by SIGTERM" if terminated else "interrupted"
+        say(
+            f"{how}: {unfinished} trial(s) unfinished; results so far are in "
             f"{sweep_dir.root}. Continue with: gansweep resume {sweep_dir.root}"
         )
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     return 0
+
+
+def _write_error(tuner: Any) -> OSError | None:
+    """The write error the sweep's callback met in this driver (None with Ray Client)."""
+    from .callback import SweepCallback
+
+    local = getattr(tuner, "_local_tuner", None)  # Ray Client runs the callbacks remotely
+    callbacks = local.get_run_config().callbacks if local is not None else None
+    for callback in callbacks or []:
+        if isinstance(callback, SweepCallback) and callback.write_error is not None:
+            return callback.write_error
+    return None
+
+
+@contextlib.contextmanager
+def _sigterm_stops_tune() -> Iterator[list[int]]:
+    """SIGTERM stops Tune gracefully, as Ctrl-C does: through Tune's own stop handler.
+
+    Tune installs that handler for SIGINT and SIGUSR1 when `fit` starts; without this,
+    Ray's SIGTERM handler exits the driver mid-step. A second SIGTERM stops at once.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if received:
+            raise SystemExit(EXIT_TERMINATED)
+        received.append(signum)
+        say("SIGTERM: stopping the sweep after this step (send it again to stop at once)")
+        tune_stop = signal.getsignal(signal.SIGUSR1)
+        if callable(tune_stop):
+            tune_stop(signal.SIGUSR1, frame)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _warm_tracking(plan: SweepPlan) -> threading.Thread:
@@ -390,10 +508,10 @@ def run_sweep(
     from ray import tune
 
     name = "grid"
+    sweep_dir = _create_dir(plan)  # before Ray starts: a second launch must see it taken
     warming = _warm_tracking(plan)
     with ray_session(address, dashboard):
         warming.join()
-        sweep_dir = _create_dir(plan)
         sweep_dir.update_meta(tune_experiments=[name], address=address)
         say(f"sweep {plan.spec.name}: {plan.n_trials} trials -> {sweep_dir.root}")
         _warn_storage(plan.spec, address)

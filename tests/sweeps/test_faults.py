@@ -1,0 +1,132 @@
+"""Faults around the sweep directory: unwritable at start, two launches at once, file modes.
+
+The slow end-to-end faults (SIGTERM, a write error mid-sweep) are in test_e2e_driver.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from .conftest import write_sweep
+
+
+@contextlib.contextmanager
+def immutable(path: Path):
+    """`chattr +i`: nobody, root included, may create files in `path` (skips without it)."""
+    done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"chattr +i not possible here: {done.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_unwritable_results_dir_is_one_line_before_ray_starts(tmp_path):
+    results = tmp_path / "runs"
+    results.mkdir()
+    path = write_sweep(tmp_path, results_dir=str(results))
+    with immutable(results):
+        t0 = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "sweeps.cli", "run", str(path), "--no-triage"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        elapsed = time.monotonic() - t0
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gansweep: error: results_dir:"), done.stderr
+    assert str(results) in lines[0] and "not permitted" in lines[0]
+    assert "Ray" not in done.stdout + done.stderr
+    assert elapsed < 30  # a Ray start alone takes several seconds
+    assert list(results.iterdir()) == []
+
+
+def test_dry_run_names_an_unwritable_out(tmp_path):
+    from sweeps.runner import plan_run
+    from sweeps.spec import SpecError
+
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    path = write_sweep(tmp_path)
+    with immutable(folder), pytest.raises(SpecError, match=r"--out: cannot write to .*locked"):
+        plan_run(path, out=str(folder / "sweep"), nodes=[{"CPU": 2}])
+
+
+def test_two_launches_never_share_a_directory(tmp_path, capsys):
+    from sweeps.runner import _create_dir, plan_run
+
+    path = write_sweep(tmp_path)
+    # Both planned before either starts: today's launches plan, then start Ray for seconds.
+    first, second = (plan_run(path, nodes=[{"CPU": 2}]) for _ in range(2))
+    assert first.root == second.root
+    a, b = _create_dir(first), _create_dir(second)
+    assert a.root != b.root
+    assert a.root == tmp_path / "runs" / "tiny" and b.root == tmp_path / "runs" / "tiny-2"
+    assert a.read_meta()["sweep_id"] != b.read_meta()["sweep_id"]
+    assert f"{a.root} exists; writing to {b.root}" in capsys.readouterr().out
+    # Planned after both started: the next free name, and the message says why.
+    third = plan_run(path, nodes=[{"CPU": 2}])
+    assert _create_dir(third).root == tmp_path / "runs" / "tiny-3"
+    assert f"{a.root} exists; writing to {third.root}" in capsys.readouterr().out
+
+
+def test_concurrent_processes_reserve_distinct_directories(tmp_path):
+    path = write_sweep(tmp_path)
+    script = (
+        "import sys; from sweeps.runner import plan_run, _create_dir\n"
+        "plan = plan_run(sys.argv[1], nodes=[{'CPU': 2}])\n"
+        "import time; time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
+        "print(_create_dir(plan).root)\n"
+    )
+    start = time.time() + 15  # all four wait for the same instant, then claim
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(path), str(start)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    roots = [p.communicate(timeout=120)[0].strip().splitlines()[-1] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert len(set(roots)) == 4, roots
+
+
+def test_out_holding_a_sweep_is_refused_at_reservation(tmp_path):
+    from sweeps.runner import _create_dir, plan_run
+    from sweeps.spec import SpecError
+
+    path = write_sweep(tmp_path)
+    out = str(tmp_path / "here")
+    first, second = (plan_run(path, out=out, nodes=[{"CPU": 2}]) for _ in range(2))
+    _create_dir(first)
+    with pytest.raises(SpecError, match="already holds a sweep"):
+        _create_dir(second)
+
+
+def test_result_files_are_readable_by_others(tmp_path):
+    from sweeps.results import SweepTables
+    from sweeps.sweepdir import SweepDir
+
+    old = os.umask(0o022)
+    try:
+        sweep_dir = SweepDir(tmp_path)
+        sweep_dir.write_meta({"name": "x"})
+        tables = SweepTables(sweep_dir)
+        tables.upsert({"trial_id": "t0000", "status": "ok"}, [{"trial_id": "t0000", "epoch": 1}])
+        tables.flush()
+    finally:
+        os.umask(old)
+    for path in (sweep_dir.meta_path, sweep_dir.trials_parquet, sweep_dir.epochs_parquet):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    assert len(pd.read_parquet(sweep_dir.trials_parquet)) == 1
