@@ -382,6 +382,8 @@ def configure_ray_env(embedded: bool = False) -> None:
     os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "5")
     # The classic reporter at verbose=0 prints nothing; the Recorder prints progress.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Tune's ResultGrid warns about every trial that never started; the count we print says it.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 
 def _trial_name(trial: Any) -> str:
@@ -422,8 +424,6 @@ def _parallel_slots(spec: SweepSpec) -> int:
 
 
 def _fit(tuner: Any, sweep_dir: SweepDir) -> int:
-    # Tune's ResultGrid warns about every trial that never started; the count below says it.
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     with _sigterm_stops_tune() as terminated:
         tuner.fit()
     meta = sweep_dir.read_meta()
