@@ -71,6 +71,7 @@ class Recorder:
         self.observed: dict[str, dict[int, dict[str, float]]] = {}
         self.errors: dict[str, str] = {}
         self.started: dict[str, str] = {}
+        self.starts: dict[str, int] = {}  # trial starts this driver saw (retries included)
         self.durations: list[float] = []
         self.write_error: OSError | None = None  # the first failed write to the sweep directory
         self.max_running = 1
@@ -88,7 +89,8 @@ class Recorder:
     def trial_started(self, config: dict[str, Any], ray_trial_id: str) -> None:
         _, _, cfgs = pack_configs(self.spec, config)
         for tid, cfg in zip(member_ids(config), cfgs, strict=True):
-            self.started[tid] = now_iso()
+            self.started.setdefault(tid, now_iso())  # the first start; retries count below
+            self.starts[tid] = self.starts.get(tid, 0) + 1
             self.observed.setdefault(tid, {})
             sink = self.sinks.get(tid) or self.tracker.sink(tid, ray_trial_id)
             self.sinks[tid] = sink
@@ -127,11 +129,14 @@ class Recorder:
         try:
             with _checkpoint_dir(checkpoint) as ckpt:
                 for tid, cfg in zip(member_ids(config), cfgs, strict=True):
-                    if tid in self.tables.trials:
+                    old = self.tables.trials.get(tid)
+                    if old is not None and old.get("status") != "error":
                         # Already recorded: a restored experiment whose last snapshot predates
                         # the end of this trial resumes it from its final checkpoint, reports again.
                         continue
                     outcome = self._outcome(tid, cfg, last_result, ckpt, ray_trial_id, error)
+                    if old is not None and outcome.status == "error":
+                        continue  # an error row is replaced only by the rerun's result
                     self._store(outcome)
                     outcomes.append(outcome)
         except OSError as err:
@@ -164,9 +169,11 @@ class Recorder:
             trial_id=tid,
             config=cfg.to_dict(),
             ray_trial_id=ray_trial_id,
-            started_at=self.started.get(tid),
+            # The trial's own record of its first start survives a resumed driver.
+            started_at=last.get("started_at") or self.started.get(tid),
             finished_at=now_iso(),
             resumed_from=int(last.get("resumed_from") or 0),
+            attempts=max(int(last.get("attempt") or 1), self.starts.get(tid, 1)),
         )
         member = ckpt / CKPT_MEMBERS / tid if ckpt is not None else None
         if ckpt is not None and (ckpt / CKPT_TRAINER).is_file():
@@ -186,7 +193,7 @@ class Recorder:
         # Stopped early by the search scheduler: judge the epochs it ran.
         from gan_core import verdict
 
-        outcome.pruned = True
+        outcome.pruned, outcome.status = True, "pruned"
         outcome.verdict = verdict(outcome.records, cfg.monitor, cfg.train.loss).to_dict()
         return outcome
 
@@ -210,7 +217,7 @@ class Recorder:
             outcome.records,
             outcome_tags(outcome),
             self.dir.trial_dir(tid),
-            "FINISHED" if outcome.status == "ok" else "FAILED",
+            "FAILED" if outcome.status == "error" else "FINISHED",
         )
         outcome.mlflow_run_id = sink.run_id if logged else None
         outcome.tracking_uri = self.tracker.uri
@@ -236,7 +243,7 @@ class Recorder:
         rows = list(self.tables.trials.values())
         total = self.meta.get("n_trials")
         errors = sum(r["status"] == "error" for r in rows)
-        verdicts = Counter(r["verdict"] for r in rows if r["status"] == "ok")
+        verdicts = Counter(r["verdict"] for r in rows if r["status"] != "error")
         parts = [
             f"{len(rows)}{f'/{total}' if total else ''} finished ({errors} error)",
             f"{running} running",
@@ -294,7 +301,9 @@ def outcome_tags(outcome: TrialOutcome) -> dict[str, str]:
     verdict = outcome.verdict or {}
     onset = verdict.get("onset_epoch")
     tags = {
-        "gansweep.verdict": verdict.get("status", "error") if outcome.status == "ok" else "error",
+        "gansweep.verdict": (
+            "error" if outcome.status == "error" else verdict.get("status", "error")
+        ),
         "gansweep.onset_epoch": "" if onset is None else str(onset),
         "gansweep.status": outcome.status,
     }
@@ -379,7 +388,7 @@ def sync_outcomes(root: Path, tracker: Tracker) -> tuple[int, int]:
                 outcome.records,
                 outcome_tags(outcome),
                 SweepDir(root).trial_dir(tid),
-                "FINISHED" if outcome.status == "ok" else "FAILED",
+                "FAILED" if outcome.status == "error" else "FINISHED",
             ):
                 break
             new += 1
@@ -409,6 +418,7 @@ def _outcome_from_row(
         records=records,
         verdict=verdict,
         status=row.get("status", "ok"),
+        pruned=row.get("status") == "pruned",
         error=row.get("error"),
         started_at=row.get("started_at"),
         finished_at=row.get("finished_at"),

@@ -130,3 +130,49 @@ def test_result_files_are_readable_by_others(tmp_path):
     for path in (sweep_dir.meta_path, sweep_dir.trials_parquet, sweep_dir.epochs_parquet):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
     assert len(pd.read_parquet(sweep_dir.trials_parquet)) == 1
+
+
+def test_nan_is_a_result_and_survives_the_tables(tmp_path):
+    """A diverged epoch's NaN loss is kept when the tables are read back (sync and resume
+    read them); a key a trial never logged stays absent."""
+    import math
+
+    from sweeps.results import SweepTables, epoch_rows
+    from sweeps.sweepdir import SweepDir
+
+    sweep_dir = SweepDir(tmp_path)
+    tables = SweepTables(sweep_dir)
+    records = [
+        {"epoch": 1, "loss/d": 0.5, "quality/modes": 3.0, "monitor/phase": "warmup"},
+        {"epoch": 2, "loss/d": math.nan, "monitor/phase": "diverged"},
+    ]
+    tables.upsert({"trial_id": "t0000", "status": "ok"}, epoch_rows("t0000", records))
+    tables.upsert({"trial_id": "t0001", "status": "ok"}, epoch_rows("t0001", records[:1]))
+    tables.flush()
+    back = SweepTables(sweep_dir).epochs
+    assert math.isnan(back["t0000"][1]["loss/d"])
+    assert "quality/modes" not in back["t0000"][1]
+    assert back["t0000"][0] == {"trial_id": "t0000", **records[0]}
+    assert back["t0001"] == [{"trial_id": "t0001", **records[0]}]
+    df = pd.read_parquet(sweep_dir.epochs_parquet)  # what analysis reads: as before
+    assert list(df.columns[:2]) == ["trial_id", "epoch"] and len(df) == 3
+
+
+def test_pruned_trials_are_status_pruned(tmp_path):
+    """A trial the scheduler stopped is censored: status `pruned`, with the epochs it ran."""
+    from sweeps.recorder import Recorder
+    from sweeps.results import trial_row
+    from sweeps.runner import _create_dir, plan_run
+    from sweeps.trial import pack_configs
+
+    plan = plan_run(write_sweep(tmp_path), nodes=[{"CPU": 2}])
+    recorder = Recorder(_create_dir(plan).root)
+    config = {"trial": {"members": [{"trial_id": "t0000", "point": {"seed": 0}}]}}
+    cfg = pack_configs(recorder.spec, config)[2][0]
+    recorder.observed["t0000"] = {
+        e: {"epoch": e, "loss/d": 1.3, "loss/g": 0.7, "quality/modes": 2.0} for e in (1, 2)
+    }
+    outcome = recorder._outcome("t0000", cfg, {}, None, "ray-1", None)
+    row = trial_row(outcome, [])
+    assert row["status"] == "pruned" and row["epochs_run"] == 2
+    assert row["verdict"] not in ("error", None)
