@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -54,6 +55,8 @@ __all__ = [
     "EXIT_WRITE_ERROR",
     "cluster_nodes",
     "configure_ray_env",
+    "connect_ray",
+    "ray_address",
     "ray_session",
     "run_triage",
 ]
@@ -84,6 +87,9 @@ class SweepPlan:
 # ---------------------------------------------------------------------- planning
 def _machine_nodes(want_gpus: bool) -> list[dict[str, float]]:
     if _ray_initialized():
+        return cluster_nodes()
+    if ray_address(None):  # RAY_ADDRESS: the sweep runs there, like --address
+        connect_ray(ray_address(None) or "")
         return cluster_nodes()
     gpus = 0
     if want_gpus and os.environ.get("CUDA_VISIBLE_DEVICES", None) != "":  # torch is slow to import
@@ -344,46 +350,103 @@ def _storage(spec: SweepSpec, sweep_dir: SweepDir) -> str:
 # ---------------------------------------------------------------------- Ray
 @contextlib.contextmanager
 def ray_session(address: str | None = None, dashboard: bool = False) -> Iterator[None]:
-    """Embedded Ray on all cores (or a connection to `address`); shut down if started here."""
+    """Embedded Ray on all cores (or a connection to `address`, else RAY_ADDRESS); shut down
+    if started or connected here."""
     import ray
 
     if ray.is_initialized():
         yield
         return
-    configure_ray_env(embedded=not address)
-    kwargs: dict[str, Any] = {"include_dashboard": dashboard, "logging_level": logging.WARNING}
+    address = ray_address(address)
     if address:
-        kwargs["address"] = address
+        connect_ray(address)
     else:
+        configure_ray_env(embedded=True)
         # "local": a new Ray of our own, even if another one runs on this machine (without it,
         # ray.init() silently joins a cluster started by `ray start`).
-        kwargs.update(address="local", num_cpus=os.cpu_count())
-    ray.init(**kwargs)
+        ray.init(
+            address="local",
+            num_cpus=os.cpu_count(),
+            include_dashboard=dashboard,
+            logging_level=logging.WARNING,
+        )
     try:
         yield
     finally:
         ray.shutdown()
 
 
-def configure_ray_env(embedded: bool = False) -> None:
+def ray_address(address: str | None) -> str | None:
+    """--address, else RAY_ADDRESS (as Ray itself reads it), else None: embedded Ray."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
+def connect_ray(address: str) -> None:
+    """Connect to a running Ray cluster, or raise SpecError in one line within seconds.
+
+    Ray's own connection retries for minutes, silently, when nothing answers: the address
+    is probed first. With Ray Client (ray://) the driver runs on the cluster, so gansweep's
+    Ray and Tune settings travel with it as the job's environment.
+    """
+    import ray
+
+    settings = configure_ray_env()
+    _probe(address)
+    kwargs: dict[str, Any] = {"address": address, "logging_level": logging.WARNING}
+    if address.startswith("ray://"):
+        kwargs["runtime_env"] = {"env_vars": settings}
+    try:
+        ray.init(**kwargs)
+    except (ConnectionError, ValueError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SpecError(f"--address: cannot connect to Ray at {address} ({first})") from None
+
+
+def _probe(address: str, timeout_s: float = 5.0) -> None:
+    """A TCP connection to the address's host and port, or SpecError naming it."""
+    if address == "auto":
+        return  # Ray looks up the cluster started on this machine
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise SpecError(f"--address: {address!r} is not HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise SpecError(
+            f"--address: nothing answers at {host}:{port} ({reason}); is the Ray cluster up?"
+        ) from None
+
+
+_RAY_SETTINGS = {
+    # Tune's own CSV/TensorBoard trial logs duplicate the Parquet and MLflow sinks.
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    # num_to_keep forces a state snapshot when short epochs checkpoint quickly; that is fine.
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    # Recording a finished trial (figures, MLflow artifacts, Parquet) takes about a second
+    # inside Tune's result processing, which Tune would flag as slow from 0.5 s on.
+    "TUNE_WARN_THRESHOLD_S": "5",
+    # The classic reporter at verbose=0 prints nothing; the Recorder prints progress.
+    "RAY_AIR_NEW_OUTPUT": "0",
+}
+
+
+def configure_ray_env(embedded: bool = False) -> dict[str, str]:
     """Ray settings for every gansweep driver (set before Ray starts; users may override).
 
     An embedded Ray keeps token authentication on (sweeps.rayauth); turning it off is the
-    user's explicit choice (RAY_AUTH_MODE=disabled), which is warned about.
+    user's explicit choice (RAY_AUTH_MODE=disabled), which is warned about. Returns the
+    Tune settings in force, for a driver that runs elsewhere (Ray Client).
     """
     if embedded and not enable_token_auth():
         say(AUTH_DISABLED_WARNING)
-    # Tune's own CSV/TensorBoard trial logs duplicate the Parquet and MLflow sinks.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    # num_to_keep forces a state snapshot when short epochs checkpoint quickly; that is fine.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # Recording a finished trial (figures, MLflow artifacts, Parquet) takes about a second
-    # inside Tune's result processing, which Tune would flag as slow from 0.5 s on.
-    os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "5")
-    # The classic reporter at verbose=0 prints nothing; the Recorder prints progress.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    for key, value in _RAY_SETTINGS.items():
+        os.environ.setdefault(key, value)
     # Tune's ResultGrid warns about every trial that never started; the count we print says it.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    return {key: os.environ[key] for key in _RAY_SETTINGS}
 
 
 def _trial_name(trial: Any) -> str:

@@ -187,6 +187,7 @@ def test_resume_after_killed_driver(tmp_path):
     before = pd.read_parquet(root / "trials.parquet").set_index("trial_id").finished_at.to_dict()
     assert 1 <= len(before) < 4
 
+    resume_started = pd.Timestamp.now(tz="UTC").floor("s")
     resumed = _gansweep("resume", str(root), "--no-triage", log=tmp_path / "resume.log")
     try:
         assert resumed.wait(timeout=400) == 0, (tmp_path / "resume.log").read_text()
@@ -195,6 +196,11 @@ def test_resume_after_killed_driver(tmp_path):
     trials = _check_complete(root, 4, 12).set_index("trial_id")
     for tid, finished_at in before.items():  # finished trials were not run again
         assert trials.finished_at[tid] == finished_at
+        assert trials.attempts[tid] == 1
+    # The in-flight trial keeps its first start and counts the resume as a second attempt.
+    carried = trials[(trials.attempts >= 2)]
+    assert len(carried) >= 1, trials[["started_at", "attempts"]]
+    assert (pd.to_datetime(carried.started_at) < resume_started).all(), carried.started_at
     log = (tmp_path / "resume.log").read_text()
     assert "(resumed at epoch " in log, log  # the in-flight trial went on from its checkpoint
 
