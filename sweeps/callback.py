@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 from pathlib import Path
@@ -11,7 +12,7 @@ from ray.tune import Callback
 
 from .recorder import Recorder, say
 
-__all__ = ["SweepCallback"]
+__all__ = ["SweepCallback", "failure_summary"]
 
 
 class SweepCallback(Callback):
@@ -134,5 +135,29 @@ def _error_text(trial: Any) -> str:
 
 
 def _first_line(trial: Any) -> str:
-    text = _error_text(trial).strip().splitlines()
-    return text[-1].strip()[:200] if text else "unknown error"
+    return failure_summary(_error_text(trial))
+
+
+def failure_summary(text: str) -> str:
+    """What failed, in one line, from a Tune error file (Ray's text spans many lines).
+
+    E.g. `ActorDiedError: its worker process has died (pid 241 on 10.0.0.5): Worker
+    unexpectedly exits with a connection error code 2. End of file.`
+    """
+    kinds = re.findall(r"(\w+(?:Error|Exception))(?::|$)", text, flags=re.M)
+    because = re.search(r"The actor is dead because ([^.]*)", text)
+    detail = re.search(r"Worker exit detail: (.*?)(?: Some common causes|\n|$)", text)
+    pid, ip = re.search(r"\bpid: (\d+)", text), re.search(r"\bip: (\S+)", text)
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not kinds and not because:
+        return lines[-1][:300] if lines else "unknown error"
+    parts = [f"{kinds[-1]}:" if kinds else "", because.group(1) if because else ""]
+    if pid or ip:
+        where = " on ".join(m.group(1) for m in (pid, ip) if m)
+        parts.append(f"({'pid ' if pid else ''}{where})")
+    summary = " ".join(p for p in parts if p)
+    if detail:
+        summary += f": {detail.group(1).strip()}"
+    elif not because:
+        summary = next((line for line in reversed(lines) if kinds[-1] in line), summary)
+    return summary[:300]

@@ -176,3 +176,67 @@ def test_pruned_trials_are_status_pruned(tmp_path):
     row = trial_row(outcome, [])
     assert row["status"] == "pruned" and row["epochs_run"] == 2
     assert row["verdict"] not in ("error", None)
+
+
+def _cli(*args: str, env: dict | None = None, timeout: float = 60) -> tuple[int, str, str, float]:
+    t0 = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "sweeps.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+    return done.returncode, done.stdout, done.stderr, time.monotonic() - t0
+
+
+@pytest.mark.parametrize("how", ["--address", "RAY_ADDRESS", "ray://"])
+def test_dead_ray_address_fails_fast_in_one_line(tmp_path, how):
+    from .conftest import free_port
+
+    path = write_sweep(tmp_path)
+    dead = f"127.0.0.1:{free_port()}"
+    if how == "RAY_ADDRESS":  # honoured like --address (not an embedded Ray instead)
+        rc, out, err, took = _cli("run", str(path), env={"RAY_ADDRESS": dead})
+    else:
+        address = f"ray://{dead}" if how == "ray://" else dead
+        rc, out, err, took = _cli("run", str(path), "--address", address)
+    assert rc == 2, out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "--address: nothing answers at 127.0.0.1" in lines[0], err
+    assert took < 15, took
+    assert not (tmp_path / "runs").exists()
+
+
+# Ray 2.60's text for a worker killed with SIGKILL mid-task (as Tune's error file ends).
+ACTOR_DIED = """Failure # 1 (occurred at 2026-12-02_13-30-00)
+Traceback (most recent call last):
+  File "ray/tune/execution/tune_controller.py", line 1300, in _on_training_result
+ray.exceptions.ActorDiedError: The actor died unexpectedly before finishing this task.
+\tclass_name: ImplicitFunc
+\tactor_id: fcf78a5eb439b0d0cc3b927501000000
+\tpid: 24241
+\tnamespace: b61765ad-25cf-402e-80ef-aedaf6773d44
+\tip: 192.0.2.2
+The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR Worker \
+exit detail: Worker unexpectedly exits with a connection error code 2. End of file. Some common \
+causes include: (1) the process was killed by the OOM killer due to high memory usage, (2) ray \
+stop --force was called, or (3) the worker crashed unexpectedly due to SIGSEGV or another \
+unexpected error. If the process was killed by the kernel OOM killer (verifiable by checking for \
+OOM in dmesg of the OOMing node), consider enabling resource isolation.
+"""
+
+
+def test_lost_worker_line_says_what_failed():
+    from sweeps.callback import failure_summary
+
+    line = failure_summary(ACTOR_DIED)
+    assert line.startswith("ActorDiedError: its worker process has died (pid 24241 on 192.0.2.2)")
+    assert "connection error code 2" in line and "\n" not in line and len(line) <= 300
+    assert "OOM killer" not in line  # Ray's list of possible causes is not what failed
+    node = (
+        "ray.exceptions.ActorDiedError: The actor died.\n"
+        "The actor is dead because its node has died. Node Id: ab12"
+    )
+    assert failure_summary(node) == "ActorDiedError: its node has died"
+    assert failure_summary("boom\nValueError: bad\n") == "ValueError: bad"
