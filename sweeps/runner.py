@@ -56,6 +56,7 @@ __all__ = [
     "cluster_nodes",
     "configure_ray_env",
     "connect_ray",
+    "RAY_SETTINGS",
     "ray_address",
     "ray_session",
     "run_triage",
@@ -105,6 +106,23 @@ def _ray_initialized() -> bool:
     return ray is not None and ray.is_initialized()
 
 
+def _preflight(spec: SweepSpec, nodes: list[dict[str, float]]) -> None:
+    """A trial must fit a node: of this machine strictly; of a Ray cluster, as a warning.
+
+    A cluster's autoscaler adds nodes only once trials ask for them (cluster.yaml's head has
+    no CPUs and starts with no workers), so the nodes alive now do not bound the sweep.
+    """
+    try:
+        check_resources(spec, nodes)
+    except SpecError as err:
+        if not _ray_initialized():
+            raise
+        say(
+            f"warning: {err} now; starting anyway, as the cluster's autoscaler may add nodes "
+            "(Tune waits for them; on a cluster without one the trials wait forever)"
+        )
+
+
 def cluster_nodes() -> list[dict[str, float]]:
     """The total resources of each alive node of the connected Ray cluster."""
     import ray
@@ -148,7 +166,7 @@ def plan_run(
     spec = load_spec(spec_path)
     plans = expand_grid(spec)
     nodes = nodes if nodes is not None else _machine_nodes(spec.resources.gpus > 0)
-    check_resources(spec, nodes)
+    _preflight(spec, nodes)
     root = Path(out) if out else _free_dir(Path(spec.results_dir), spec.name)
     _check_writable(root, "--out" if out else "results_dir")
     if out and SweepDir(root).exists():
@@ -196,7 +214,7 @@ def plan_search(
     if n > spec.max_trials:
         raise SpecError(f"--trials: {n} is more than max_trials={spec.max_trials}")
     nodes = nodes if nodes is not None else _machine_nodes(spec.resources.gpus > 0)
-    check_resources(spec, nodes)
+    _preflight(spec, nodes)
     root = Path(out) if out else Path(spec.results_dir) / f"{spec.name}-search"
     _check_writable(root, "--out" if out else "results_dir")
     sweep_dir = SweepDir(root)
@@ -420,7 +438,7 @@ def _probe(address: str, timeout_s: float = 5.0) -> None:
         ) from None
 
 
-_RAY_SETTINGS = {
+RAY_SETTINGS = {
     # Tune's own CSV/TensorBoard trial logs duplicate the Parquet and MLflow sinks.
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
     # num_to_keep forces a state snapshot when short epochs checkpoint quickly; that is fine.
@@ -442,11 +460,11 @@ def configure_ray_env(embedded: bool = False) -> dict[str, str]:
     """
     if embedded and not enable_token_auth():
         say(AUTH_DISABLED_WARNING)
-    for key, value in _RAY_SETTINGS.items():
+    for key, value in RAY_SETTINGS.items():
         os.environ.setdefault(key, value)
     # Tune's ResultGrid warns about every trial that never started; the count we print says it.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    return {key: os.environ[key] for key in _RAY_SETTINGS}
+    return {key: os.environ[key] for key in RAY_SETTINGS}
 
 
 def _trial_name(trial: Any) -> str:

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .runner import RAY_SETTINGS
 from .spec import SpecError, load_spec
 
 __all__ = ["submit_sweep", "stage_project", "project_root", "STAGED_SPEC"]
@@ -103,6 +104,7 @@ def submit_sweep(
         stage = stage_project(spec_path, Path(tmp))
         return client.submit_job(
             entrypoint=shlex.join(args),
-            runtime_env={"working_dir": str(stage), "env_vars": {"RAY_AUTH_MODE": "disabled"}},
+            # The job inherits the cluster's Ray authentication; gansweep's Tune settings travel.
+            runtime_env={"working_dir": str(stage), "env_vars": dict(RAY_SETTINGS)},
             metadata={"gansweep_sweep": spec.name},
         )
