@@ -14,7 +14,6 @@ import logging
 import math
 import os
 import secrets
-import shutil
 import signal
 import socket
 import sys
@@ -38,7 +37,7 @@ from .spec import (
     pack_plans,
     resolve_path,
 )
-from .sweepdir import SweepDir, json_safe
+from .sweepdir import SweepDir, atomic_write_text, json_safe
 from .tracking import Tracker, resolve_tracking_uri
 
 __all__ = [
@@ -83,6 +82,7 @@ class SweepPlan:
     resumes: bool = False  # search: continues the study in an existing directory
     out_given: bool = False  # --out: exactly this directory (else the next free name-K)
     reserved: bool = False  # its directory is claimed (sweep.json written, see _reserve)
+    spec_text: str = ""  # the sweep file as validated (a job's working dir may not last)
 
 
 # ---------------------------------------------------------------------- planning
@@ -164,6 +164,8 @@ def plan_run(
 ) -> SweepPlan:
     """Validate a grid sweep completely. Raises SpecError; writes nothing."""
     spec = load_spec(spec_path)
+    # The sweep file as validated, at an absolute path: what the sweep directory keeps.
+    spec_path, text = Path(spec_path).resolve(), Path(spec_path).read_text()
     plans = expand_grid(spec)
     nodes = nodes if nodes is not None else _machine_nodes(spec.resources.gpus > 0)
     _preflight(spec, nodes)
@@ -194,6 +196,7 @@ def plan_run(
         varied_paths([p.config for p in plans]),
         nodes,
         out_given=bool(out),
+        spec_text=text,
     )
 
 
@@ -206,6 +209,7 @@ def plan_search(
 ) -> SweepPlan:
     """Validate a search completely. Raises SpecError; writes nothing."""
     spec = load_spec(spec_path)
+    spec_path, text = Path(spec_path).resolve(), Path(spec_path).read_text()  # see plan_run
     if spec.search is None:
         raise SpecError("search: required for `gansweep search`; declare a space and an objective")
     n = trials if trials is not None else spec.search.trials
@@ -232,6 +236,7 @@ def plan_search(
         varied,
         nodes,
         resumes=sweep_dir.exists(),
+        spec_text=text,
     )
 
 
@@ -293,7 +298,7 @@ def _create_dir(plan: SweepPlan) -> SweepDir:
     if plan.reserved:
         return sweep_dir
     sweep_dir = _reserve(plan)
-    shutil.copyfile(plan.spec_path, sweep_dir.spec_path)
+    atomic_write_text(sweep_dir.spec_path, plan.spec_text or plan.spec_path.read_text())
     return sweep_dir
 
 

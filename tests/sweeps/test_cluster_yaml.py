@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
-import tomllib
 from pathlib import Path
 
 import jsonschema
 import pytest
+import tomllib
 import yaml
 
 CLUSTER_YAML = Path(__file__).parents[2] / "cluster.yaml"
