@@ -240,3 +240,26 @@ def test_lost_worker_line_says_what_failed():
     )
     assert failure_summary(node) == "ActorDiedError: its node has died"
     assert failure_summary("boom\nValueError: bad\n") == "ValueError: bad"
+
+
+def test_preflight_warns_on_a_cluster_that_can_grow(tmp_path, capsys):
+    """cluster.yaml's head has no CPUs and starts with no workers: a sweep planned against
+    such a cluster is started (the autoscaler adds nodes for it), with a warning."""
+    from sweeps.runner import plan_run
+    from sweeps.spec import SpecError
+
+    path = write_sweep(tmp_path, resources={"cpus": 4})
+    with pytest.raises(SpecError, match="resources.cpus"):  # this machine: strict
+        plan_run(path, nodes=[{"CPU": 2}])
+    import ray
+
+    from sweeps.rayauth import enable_token_auth
+
+    enable_token_auth()
+    ray.init(num_cpus=0, include_dashboard=False, logging_level="WARNING")  # a bare head
+    try:
+        plan = plan_run(path)
+    finally:
+        ray.shutdown()
+    assert plan.n_trials == 2
+    assert "warning: resources.cpus" in capsys.readouterr().out
