@@ -141,8 +141,9 @@ def _first_line(trial: Any) -> str:
 def failure_summary(text: str) -> str:
     """What failed, in one line, from a Tune error file (Ray's text spans many lines).
 
-    E.g. `ActorDiedError: its worker process has died (pid 241 on 10.0.0.5): Worker
-    unexpectedly exits with a connection error code 2. End of file.`
+    E.g. `its worker process has died (pid 241 on 10.0.0.5): Worker unexpectedly exits
+    with a connection error code 2. End of file.`, prefixed with the exception's type when
+    the text names one.
     """
     kinds = re.findall(r"(\w+(?:Error|Exception))(?::|$)", text, flags=re.M)
     because = re.search(r"The actor is dead because ([^.]*)", text)

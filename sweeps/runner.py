@@ -581,9 +581,37 @@ def _warm_tracking(plan: SweepPlan) -> threading.Thread:
     """
     experiment = plan.spec.tracking.experiment or plan.spec.name
     tracker = Tracker(plan.tracking_uri, experiment, sweep_id="", say=lambda message: None)
-    thread = threading.Thread(target=tracker.connect, name="gansweep-mlflow-warm", daemon=True)
+
+    def warm() -> None:
+        with _sqlite_creation_lock(plan.tracking_uri):
+            tracker.connect()
+
+    thread = threading.Thread(target=warm, name="gansweep-mlflow-warm", daemon=True)
     thread.start()
     return thread
+
+
+@contextlib.contextmanager
+def _sqlite_creation_lock(uri: str) -> Iterator[None]:
+    """One process at a time creates (migrates) a SQLite store: MLflow's migrations crash
+    when two sweeps launched together both find it new (`table ... already exists`)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    path = Path(uri[len("sqlite:///") :])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # an unwritable store is reported when the Recorder connects
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------- commands
