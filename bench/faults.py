@@ -134,7 +134,12 @@ def count(roots: list[Path]) -> Count:
         runs = (
             client.search_runs([experiment.experiment_id], max_results=1000) if experiment else []
         )
-        children = [r for r in runs if r.data.tags.get("gansweep.kind") == "trial"]
+        children = [  # this sweep's trials: two launches share the experiment
+            r
+            for r in runs
+            if r.data.tags.get("gansweep.kind") == "trial"
+            and r.data.tags.get("gansweep.sweep_id") == meta["sweep_id"]
+        ]
         in_mlflow = Counter(r.data.tags.get("gansweep.trial_id") for r in children)
         for tid in ids:
             if in_table[tid] == 0 or in_mlflow[tid] == 0:
