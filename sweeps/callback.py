@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +12,7 @@ from ray.tune import Callback
 
 from .recorder import Recorder, say
 
-__all__ = ["SweepCallback"]
+__all__ = ["SweepCallback", "failure_summary"]
 
 
 class SweepCallback(Callback):
@@ -24,6 +27,7 @@ class SweepCallback(Callback):
         self.root = str(root)
         self._recorder: Recorder | None = None
         self._reconciled = False
+        self._stopping = False
 
     def __getstate__(self) -> dict[str, Any]:
         return {"root": self.root}
@@ -32,6 +36,12 @@ class SweepCallback(Callback):
         self.root = state["root"]
         self._recorder = None
         self._reconciled = False
+        self._stopping = False
+
+    @property
+    def write_error(self) -> OSError | None:
+        """The first write to the sweep directory that failed in this driver, if any."""
+        return self._recorder.write_error if self._recorder is not None else None
 
     @property
     def recorder(self) -> Recorder:
@@ -76,6 +86,7 @@ class SweepCallback(Callback):
         self.recorder.trial_finished(
             trial.config, trial.last_result or {}, trial.checkpoint, trial.trial_id
         )
+        self._stop_on_write_error()
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         ids = ", ".join(m["trial_id"] for m in trial.config["trial"]["members"])
@@ -89,11 +100,28 @@ class SweepCallback(Callback):
             trial.trial_id,
             error=_error_text(trial),
         )
+        self._stop_on_write_error()
+
+    def _stop_on_write_error(self) -> None:
+        """Results that cannot be written: stop the sweep as Ctrl-C does (trials stay resumable).
+
+        Tune's stop handler (installed for SIGUSR1 while `fit` runs, in the driver's main
+        thread) ends the run and saves its state; unfinished trials are left for resume.
+        """
+        if self.write_error is None or self._stopping:
+            return
+        self._stopping = True
+        stop = signal.getsignal(signal.SIGUSR1)
+        if callable(stop) and threading.current_thread() is threading.main_thread():
+            stop(signal.SIGUSR1, None)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self.recorder.progress(sum(t.status == "RUNNING" for t in trials))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if not self._reconciled:  # a restore with nothing left to run has no step
+            self._reconciled = True
+            self._reconcile(trials)
         complete = all(t.status in ("TERMINATED", "ERROR") for t in trials)
         self.recorder.progress(0, force=True)
         self.recorder.finish(complete)
@@ -107,5 +135,30 @@ def _error_text(trial: Any) -> str:
 
 
 def _first_line(trial: Any) -> str:
-    text = _error_text(trial).strip().splitlines()
-    return text[-1].strip()[:200] if text else "unknown error"
+    return failure_summary(_error_text(trial))
+
+
+def failure_summary(text: str) -> str:
+    """What failed, in one line, from a Tune error file (Ray's text spans many lines).
+
+    E.g. `its worker process has died (pid 241 on 10.0.0.5): Worker unexpectedly exits
+    with a connection error code 2. End of file.`, prefixed with the exception's type when
+    the text names one.
+    """
+    kinds = re.findall(r"(\w+(?:Error|Exception))(?::|$)", text, flags=re.M)
+    because = re.search(r"The actor is dead because ([^.]*)", text)
+    detail = re.search(r"Worker exit detail: (.*?)(?: Some common causes|\n|$)", text)
+    pid, ip = re.search(r"\bpid: (\d+)", text), re.search(r"\bip: (\S+)", text)
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not kinds and not because:
+        return lines[-1][:300] if lines else "unknown error"
+    parts = [f"{kinds[-1]}:" if kinds else "", because.group(1) if because else ""]
+    if pid or ip:
+        where = " on ".join(m.group(1) for m in (pid, ip) if m)
+        parts.append(f"({'pid ' if pid else ''}{where})")
+    summary = " ".join(p for p in parts if p)
+    if detail:
+        summary += f": {detail.group(1).strip()}"
+    elif not because:
+        summary = next((line for line in reversed(lines) if kinds[-1] in line), summary)
+    return summary[:300]

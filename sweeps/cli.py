@@ -157,17 +157,9 @@ def _nodes(address: str | None) -> list[dict[str, float]] | None:
     """With --address, the cluster's nodes (connects to Ray); None: this machine."""
     if not address:
         return None
-    import ray
+    from .runner import cluster_nodes, connect_ray
 
-    from .runner import cluster_nodes, configure_ray_env
-
-    configure_ray_env()
-    from gan_core.config import ConfigError
-
-    try:
-        ray.init(address=address, logging_level="WARNING")
-    except (ConnectionError, ValueError, RuntimeError) as err:
-        raise ConfigError(f"--address: cannot connect to Ray at {address} ({err})") from None
+    connect_ray(address)  # probes first: a dead address fails in seconds, in one line
     return cluster_nodes()
 
 

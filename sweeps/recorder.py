@@ -27,7 +27,14 @@ from .sweepdir import SweepDir
 from .tracking import MlflowSink, Tracker
 from .trial import CKPT_MEMBERS, CKPT_STATE, CKPT_TRAINER, member_ids, pack_configs
 
-__all__ = ["Recorder", "say", "now_iso", "sync_outcomes", "default_objective"]
+__all__ = [
+    "Recorder",
+    "say",
+    "now_iso",
+    "sync_outcomes",
+    "default_objective",
+    "describe_os_error",
+]
 
 _PROGRESS_EVERY_S = 15.0
 
@@ -67,7 +74,9 @@ class Recorder:
         self.observed: dict[str, dict[int, dict[str, float]]] = {}
         self.errors: dict[str, str] = {}
         self.started: dict[str, str] = {}
+        self.starts: dict[str, int] = {}  # trial starts this driver saw (retries included)
         self.durations: list[float] = []
+        self.write_error: OSError | None = None  # the first failed write to the sweep directory
         self.max_running = 1
         self._last_progress = time.monotonic()
         self._t0 = time.monotonic()
@@ -83,7 +92,8 @@ class Recorder:
     def trial_started(self, config: dict[str, Any], ray_trial_id: str) -> None:
         _, _, cfgs = pack_configs(self.spec, config)
         for tid, cfg in zip(member_ids(config), cfgs, strict=True):
-            self.started[tid] = now_iso()
+            self.started.setdefault(tid, now_iso())  # the first start; retries count below
+            self.starts[tid] = self.starts.get(tid, 0) + 1
             self.observed.setdefault(tid, {})
             sink = self.sinks.get(tid) or self.tracker.sink(tid, ray_trial_id)
             self.sinks[tid] = sink
@@ -111,19 +121,40 @@ class Recorder:
         ray_trial_id: str,
         error: str | None = None,
     ) -> list[TrialOutcome]:
-        """Record every member of a trial that ended (completed, stopped early or failed)."""
-        outcomes = []
+        """Record every member of a trial that ended (completed, stopped early or failed).
+
+        A write error (read-only, full or immutable folder) is not the trial's fault: it is
+        reported once and the sweep stops; the trial's checkpoint keeps its results, from
+        which `gansweep resume` writes the rows later.
+        """
+        outcomes: list[TrialOutcome] = []
         _, _, cfgs = pack_configs(self.spec, config)
-        with _checkpoint_dir(checkpoint) as ckpt:
-            for tid, cfg in zip(member_ids(config), cfgs, strict=True):
-                if tid in self.tables.trials:
-                    # Already recorded: a restored experiment whose last snapshot predates the
-                    # end of this trial resumes it from its final checkpoint and reports again.
-                    continue
-                outcome = self._outcome(tid, cfg, last_result, ckpt, ray_trial_id, error)
-                self._store(outcome)
-                outcomes.append(outcome)
+        try:
+            with _checkpoint_dir(checkpoint) as ckpt:
+                for tid, cfg in zip(member_ids(config), cfgs, strict=True):
+                    old = self.tables.trials.get(tid)
+                    if old is not None and old.get("status") != "error":
+                        # Already recorded: a restored experiment whose last snapshot predates
+                        # the end of this trial resumes it from its final checkpoint, reports again.
+                        continue
+                    outcome = self._outcome(tid, cfg, last_result, ckpt, ray_trial_id, error)
+                    if old is not None and outcome.status == "error":
+                        continue  # an error row is replaced only by the rerun's result
+                    self._store(outcome)
+                    outcomes.append(outcome)
+        except OSError as err:
+            self._write_failed(err)
         return outcomes
+
+    def _write_failed(self, err: OSError) -> None:
+        for tid in list(self.tables.trials):  # rows not on disk are rebuilt by resume
+            if tid not in self.tables.on_disk:
+                del self.tables.trials[tid]
+                self.tables.epochs.pop(tid, None)
+        if self.write_error is None:
+            self.write_error = err
+            say(f"write error: {describe_os_error(err)}; stopping the sweep (nothing is lost: "
+                f"finished trials keep their results in their checkpoints)")
 
     def _outcome(
         self,
@@ -141,9 +172,11 @@ class Recorder:
             trial_id=tid,
             config=cfg.to_dict(),
             ray_trial_id=ray_trial_id,
-            started_at=self.started.get(tid),
+            # The trial's own record of its first start survives a resumed driver.
+            started_at=last.get("started_at") or self.started.get(tid),
             finished_at=now_iso(),
             resumed_from=int(last.get("resumed_from") or 0),
+            attempts=max(int(last.get("attempt") or 1), self.starts.get(tid, 1)),
         )
         member = ckpt / CKPT_MEMBERS / tid if ckpt is not None else None
         if ckpt is not None and (ckpt / CKPT_TRAINER).is_file():
@@ -163,7 +196,7 @@ class Recorder:
         # Stopped early by the search scheduler: judge the epochs it ran.
         from gan_core import verdict
 
-        outcome.pruned = True
+        outcome.pruned, outcome.status = True, "pruned"
         outcome.verdict = verdict(outcome.records, cfg.monitor, cfg.train.loss).to_dict()
         return outcome
 
@@ -187,7 +220,7 @@ class Recorder:
             outcome.records,
             outcome_tags(outcome),
             self.dir.trial_dir(tid),
-            "FINISHED" if outcome.status == "ok" else "FAILED",
+            "FAILED" if outcome.status == "error" else "FINISHED",
         )
         outcome.mlflow_run_id = sink.run_id if logged else None
         outcome.tracking_uri = self.tracker.uri
@@ -259,8 +292,11 @@ class Recorder:
 
     def finish(self, complete: bool) -> None:
         """End of this driver's part: close the parent run, tell what was not logged."""
-        if self.tables.trials:
-            self.tables.flush()
+        if self.tables.trials and self.write_error is None:
+            try:
+                self.tables.flush()
+            except OSError as err:
+                self._write_failed(err)
         for sink in self.sinks.values():  # unfinished trials (an interrupted sweep) keep theirs
             sink.flush()
         self.tracker.finish_parent("FINISHED" if complete else "KILLED")
@@ -273,11 +309,19 @@ class Recorder:
             )
 
 
+def describe_os_error(err: OSError) -> str:
+    """`cannot write PATH (reason)` for an OSError, in one line."""
+    where = f" {err.filename}" if err.filename else ""
+    return f"cannot write{where} ({err.strerror or err})"
+
+
 def outcome_tags(outcome: TrialOutcome) -> dict[str, str]:
     verdict = outcome.verdict or {}
     onset = verdict.get("onset_epoch")
     tags = {
-        "gansweep.verdict": verdict.get("status", "error") if outcome.status == "ok" else "error",
+        "gansweep.verdict": (
+            "error" if outcome.status == "error" else verdict.get("status", "error")
+        ),
         "gansweep.onset_epoch": "" if onset is None else str(onset),
         "gansweep.status": outcome.status,
     }
@@ -362,7 +406,7 @@ def sync_outcomes(root: Path, tracker: Tracker) -> tuple[int, int]:
                 outcome.records,
                 outcome_tags(outcome),
                 SweepDir(root).trial_dir(tid),
-                "FINISHED" if outcome.status == "ok" else "FAILED",
+                "FAILED" if outcome.status == "error" else "FINISHED",
             ):
                 break
             new += 1
@@ -392,6 +436,7 @@ def _outcome_from_row(
         records=records,
         verdict=verdict,
         status=row.get("status", "ok"),
+        pruned=row.get("status") == "pruned",
         error=row.get("error"),
         started_at=row.get("started_at"),
         finished_at=row.get("finished_at"),

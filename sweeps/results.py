@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from gan_core.config import flatten_config
 from gan_core.metric_keys import QUALITY_DIRECTIONS
@@ -48,13 +49,14 @@ class TrialOutcome:
     config: dict[str, Any]  # resolved RunConfig.to_dict()
     records: list[dict[str, float]] = field(default_factory=list)  # one per epoch
     verdict: dict[str, Any] | None = None  # Verdict.to_dict(); None when the trial raised
-    status: str = "ok"  # ok or error
+    status: str = "ok"  # ok, error, or pruned (stopped by the search scheduler: censored)
     error: str | None = None
     ray_trial_id: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
     pruned: bool = False  # stopped early by the search scheduler
     resumed_from: int = 0  # epoch of the checkpoint a retried or resumed trial started from
+    attempts: int = 1  # times the trial was started: 1, plus one per retry or resume
     mlflow_run_id: str | None = None
     tracking_uri: str | None = None
 
@@ -100,7 +102,7 @@ def trial_row(outcome: TrialOutcome, varied: list[str]) -> dict[str, Any]:
     verdict = outcome.verdict or {}
     onset = verdict.get("onset_epoch")
     row.update(
-        verdict=verdict.get("status", "error") if outcome.status == "ok" else "error",
+        verdict="error" if outcome.status == "error" else verdict.get("status", "error"),
         onset_epoch=float(onset) if onset is not None else math.nan,
         status=outcome.status,
         error=outcome.error,
@@ -116,6 +118,7 @@ def trial_row(outcome: TrialOutcome, varied: list[str]) -> dict[str, Any]:
         tracking_uri=outcome.tracking_uri,
         started_at=outcome.started_at,
         finished_at=outcome.finished_at,
+        attempts=outcome.attempts,
     )
     return row
 
@@ -164,13 +167,15 @@ class SweepTables:
         if sweep_dir.trials_parquet.is_file():
             for row in pd.read_parquet(sweep_dir.trials_parquet).to_dict("records"):
                 self.trials[row["trial_id"]] = row
+        self.on_disk = set(self.trials)  # trials whose rows the files hold
         if sweep_dir.epochs_parquet.is_file():
-            df = pd.read_parquet(sweep_dir.epochs_parquet)
-            for trial_id, group in df.groupby("trial_id", sort=False):
-                rows = group.to_dict("records")
-                self.epochs[str(trial_id)] = [
-                    {k: v for k, v in r.items() if not _is_missing(v)} for r in rows
-                ]
+            # Through Arrow, not pandas: a key a trial never logged is null, a diverged loss
+            # is NaN, and NaN is a result to keep (pandas would make both NaN).
+            import pyarrow.parquet as pq
+
+            for r in pq.read_table(sweep_dir.epochs_parquet).to_pylist():
+                row = {k: v for k, v in r.items() if v is not None}
+                self.epochs.setdefault(str(row["trial_id"]), []).append(row)
 
     def upsert(self, row: dict[str, Any], epochs: list[dict[str, Any]]) -> None:
         """Insert or replace one trial (and its epoch rows); does not write."""
@@ -185,13 +190,12 @@ class SweepTables:
         """Rewrite trials.parquet and epochs.parquet (temp file + rename each)."""
         trials = pd.DataFrame(sorted(self.trials.values(), key=lambda r: r["trial_id"]))
         rows = [r for tid in sorted(self.epochs) for r in self.epochs[tid]]
-        epochs = pd.DataFrame(rows, columns=None if rows else ["trial_id", "epoch"])
+        keys = list(dict.fromkeys(["trial_id", "epoch", *(k for r in rows for k in r)]))
+        # Missing keys as nulls, NaN as NaN (see __init__); pandas readers see NaN for both.
+        epochs = pa.table({k: pa.array([r.get(k) for r in rows]) for k in keys})
         for column in ("mlflow_run_id", "error", "tracking_uri", "started_at", "finished_at"):
             if column in trials:
                 trials[column] = trials[column].astype("object")
         write_parquet_atomic(epochs, self.dir.epochs_parquet)
         write_parquet_atomic(trials, self.dir.trials_parquet)
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+        self.on_disk = set(self.trials)

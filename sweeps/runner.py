@@ -8,12 +8,16 @@ cores of this machine, no dashboard unless asked) unless an address is given.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
 import logging
 import math
 import os
 import secrets
-import shutil
+import signal
+import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from .console import tune_verbose
-from .recorder import Recorder, now_iso, say, sync_outcomes
+from .rayauth import AUTH_DISABLED_WARNING, enable_token_auth
+from .recorder import Recorder, describe_os_error, now_iso, say, sync_outcomes
 from .results import FIXED_COLUMNS, SweepTables, varied_paths
 from .spec import (
     SpecError,
@@ -33,7 +38,7 @@ from .spec import (
     pack_plans,
     resolve_path,
 )
-from .sweepdir import SweepDir
+from .sweepdir import SweepDir, atomic_write_text, json_safe
 from .tracking import Tracker, resolve_tracking_uri
 
 __all__ = [
@@ -46,13 +51,20 @@ __all__ = [
     "sync_sweep",
     "format_plan",
     "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
+    "EXIT_WRITE_ERROR",
     "cluster_nodes",
     "configure_ray_env",
+    "connect_ray",
+    "RAY_SETTINGS",
+    "ray_address",
     "ray_session",
     "run_triage",
 ]
 
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
+EXIT_TERMINATED = 143  # SIGTERM: Slurm, Kubernetes, systemd
+EXIT_WRITE_ERROR = 74  # sysexits' EX_IOERR: the sweep directory could not be written
 
 
 @dataclass
@@ -69,11 +81,17 @@ class SweepPlan:
     varied: list[str] = field(default_factory=list)
     nodes: list[dict[str, float]] = field(default_factory=list)
     resumes: bool = False  # search: continues the study in an existing directory
+    out_given: bool = False  # --out: exactly this directory (else the next free name-K)
+    reserved: bool = False  # its directory is claimed (sweep.json written, see _reserve)
+    spec_text: str = ""  # the sweep file as validated (a job's working dir may not last)
 
 
 # ---------------------------------------------------------------------- planning
 def _machine_nodes(want_gpus: bool) -> list[dict[str, float]]:
     if _ray_initialized():
+        return cluster_nodes()
+    if ray_address(None):  # RAY_ADDRESS: the sweep runs there, like --address
+        connect_ray(ray_address(None) or "")
         return cluster_nodes()
     gpus = 0
     if want_gpus and os.environ.get("CUDA_VISIBLE_DEVICES", None) != "":  # torch is slow to import
@@ -87,6 +105,23 @@ def _machine_nodes(want_gpus: bool) -> list[dict[str, float]]:
 def _ray_initialized() -> bool:
     ray = sys.modules.get("ray")  # not imported yet: certainly not initialized (and fast)
     return ray is not None and ray.is_initialized()
+
+
+def _preflight(spec: SweepSpec, nodes: list[dict[str, float]]) -> None:
+    """A trial must fit a node: of this machine strictly; of a Ray cluster, as a warning.
+
+    A cluster's autoscaler adds nodes only once trials ask for them (cluster.yaml's head has
+    no CPUs and starts with no workers), so the nodes alive now do not bound the sweep.
+    """
+    try:
+        check_resources(spec, nodes)
+    except SpecError as err:
+        if not _ray_initialized():
+            raise
+        say(
+            f"warning: {err} now; starting anyway, as the cluster's autoscaler may add nodes "
+            "(Tune waits for them; on a cluster without one the trials wait forever)"
+        )
 
 
 def cluster_nodes() -> list[dict[str, float]]:
@@ -105,6 +140,23 @@ def _free_dir(results_dir: Path, name: str) -> Path:
     return root
 
 
+def _check_writable(path: Path, what: str) -> None:
+    """A file can be created where the sweep writes (its nearest existing folder), or SpecError.
+
+    Tried, not asked with os.access: root passes every permission check, yet not a read-only
+    or full filesystem nor an immutable folder.
+    """
+    folder = path.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".gansweep-write-check-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as err:
+        raise SpecError(f"{what}: cannot write to {folder} ({err.strerror or err})") from None
+
+
 def plan_run(
     spec_path: str | Path,
     out: str | None = None,
@@ -113,10 +165,13 @@ def plan_run(
 ) -> SweepPlan:
     """Validate a grid sweep completely. Raises SpecError; writes nothing."""
     spec = load_spec(spec_path)
+    # The sweep file as validated, at an absolute path: what the sweep directory keeps.
+    spec_path, text = Path(spec_path).resolve(), Path(spec_path).read_text()
     plans = expand_grid(spec)
     nodes = nodes if nodes is not None else _machine_nodes(spec.resources.gpus > 0)
-    check_resources(spec, nodes)
+    _preflight(spec, nodes)
     root = Path(out) if out else _free_dir(Path(spec.results_dir), spec.name)
+    _check_writable(root, "--out" if out else "results_dir")
     if out and SweepDir(root).exists():
         raise SpecError(
             f"--out: {root} already holds a sweep; `gansweep resume {root}` continues it"
@@ -141,6 +196,8 @@ def plan_run(
         space,
         varied_paths([p.config for p in plans]),
         nodes,
+        out_given=bool(out),
+        spec_text=text,
     )
 
 
@@ -153,6 +210,7 @@ def plan_search(
 ) -> SweepPlan:
     """Validate a search completely. Raises SpecError; writes nothing."""
     spec = load_spec(spec_path)
+    spec_path, text = Path(spec_path).resolve(), Path(spec_path).read_text()  # see plan_run
     if spec.search is None:
         raise SpecError("search: required for `gansweep search`; declare a space and an objective")
     n = trials if trials is not None else spec.search.trials
@@ -161,8 +219,9 @@ def plan_search(
     if n > spec.max_trials:
         raise SpecError(f"--trials: {n} is more than max_trials={spec.max_trials}")
     nodes = nodes if nodes is not None else _machine_nodes(spec.resources.gpus > 0)
-    check_resources(spec, nodes)
+    _preflight(spec, nodes)
     root = Path(out) if out else Path(spec.results_dir) / f"{spec.name}-search"
+    _check_writable(root, "--out" if out else "results_dir")
     sweep_dir = SweepDir(root)
     if sweep_dir.exists() and sweep_dir.read_meta().get("mode") != "search":
         raise SpecError(f"--out: {root} holds a grid sweep, not a search")
@@ -178,6 +237,7 @@ def plan_search(
         varied,
         nodes,
         resumes=sweep_dir.exists(),
+        spec_text=text,
     )
 
 
@@ -236,26 +296,65 @@ def _create_dir(plan: SweepPlan) -> SweepDir:
         meta["tracking_uri"] = plan.tracking_uri
         sweep_dir.write_meta(meta)
         return sweep_dir
-    plan.root.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(plan.spec_path, sweep_dir.spec_path)
-    spec = plan.spec
-    sweep_dir.write_meta(
-        {
-            "name": spec.name,
-            "sweep_id": f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}",
-            "created": now_iso(),
-            "mode": plan.mode,
-            "varied": plan.varied,
-            "varied_columns": [_column(p) for p in plan.varied],
-            "n_trials": plan.n_trials,
-            "tracking_uri": plan.tracking_uri,
-            "experiment": spec.tracking.experiment or spec.name,
-            "parent_run_id": None,
-            "tune_experiments": [],
-            "spec_file": str(plan.spec_path.resolve()),
-        }
-    )
+    if plan.reserved:
+        return sweep_dir
+    sweep_dir = _reserve(plan)
+    atomic_write_text(sweep_dir.spec_path, plan.spec_text or plan.spec_path.read_text())
     return sweep_dir
+
+
+def _reserve(plan: SweepPlan) -> SweepDir:
+    """Claim the sweep directory atomically: its sweep.json is created exclusively.
+
+    Two launches of one sweep file never share a directory: the second finds sweep.json
+    taken and moves on to name-2, name-3, ... (or, with --out, stops with a SpecError).
+    """
+    meta = json.dumps(json_safe(_initial_meta(plan)), indent=2, sort_keys=True)
+    planned = plan.root  # the CLI has said where a taken name sends this run; say only a change
+    if plan.out_given or plan.mode == "search":
+        first = plan.root
+    else:  # planned as the first free name-K; taken since, perhaps, by another launch
+        first = Path(plan.spec.results_dir).resolve() / plan.spec.name
+    root = first
+    for k in itertools.count(2):
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            # A folder with other files in it is someone else's; an empty one may be taken.
+            if plan.out_given or not any(p.name != "sweep.json" for p in root.iterdir()):
+                fd = os.open(root / "sweep.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                with os.fdopen(fd, "w") as f:
+                    f.write(meta)
+                break
+        except FileExistsError:
+            if plan.out_given:
+                raise SpecError(
+                    f"--out: {root} already holds a sweep; `gansweep resume {root}` continues it"
+                ) from None
+        except OSError as err:
+            raise SpecError(f"results_dir: cannot write to {root} ({err.strerror})") from None
+        root = first.with_name(f"{first.name}-{k}")
+    if root != planned:
+        say(f"{planned} was taken by another launch; writing to {root}")
+    plan.root, plan.reserved = root, True
+    return SweepDir(root)
+
+
+def _initial_meta(plan: SweepPlan) -> dict[str, Any]:
+    spec = plan.spec
+    return {
+        "name": spec.name,
+        "sweep_id": f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}",
+        "created": now_iso(),
+        "mode": plan.mode,
+        "varied": plan.varied,
+        "varied_columns": [_column(p) for p in plan.varied],
+        "n_trials": plan.n_trials,
+        "tracking_uri": plan.tracking_uri,
+        "experiment": spec.tracking.experiment or spec.name,
+        "parent_run_id": None,
+        "tune_experiments": [],
+        "spec_file": str(plan.spec_path.resolve()),
+    }
 
 
 def _column(path: str) -> str:
@@ -276,39 +375,103 @@ def _storage(spec: SweepSpec, sweep_dir: SweepDir) -> str:
 # ---------------------------------------------------------------------- Ray
 @contextlib.contextmanager
 def ray_session(address: str | None = None, dashboard: bool = False) -> Iterator[None]:
-    """Embedded Ray on all cores (or a connection to `address`); shut down if started here."""
+    """Embedded Ray on all cores (or a connection to `address`, else RAY_ADDRESS); shut down
+    if started or connected here."""
     import ray
 
     if ray.is_initialized():
         yield
         return
-    configure_ray_env()
-    kwargs: dict[str, Any] = {"include_dashboard": dashboard, "logging_level": logging.WARNING}
+    address = ray_address(address)
     if address:
-        kwargs["address"] = address
+        connect_ray(address)
     else:
+        configure_ray_env(embedded=True)
         # "local": a new Ray of our own, even if another one runs on this machine (without it,
         # ray.init() silently joins a cluster started by `ray start`).
-        kwargs.update(address="local", num_cpus=os.cpu_count())
-    ray.init(**kwargs)
+        ray.init(
+            address="local",
+            num_cpus=os.cpu_count(),
+            include_dashboard=dashboard,
+            logging_level=logging.WARNING,
+        )
     try:
         yield
     finally:
         ray.shutdown()
 
 
-def configure_ray_env() -> None:
-    """Ray settings for every gansweep driver (set before Ray starts; users may override)."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token warning, no ~/.ray/auth_token
+def ray_address(address: str | None) -> str | None:
+    """--address, else RAY_ADDRESS (as Ray itself reads it), else None: embedded Ray."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
+def connect_ray(address: str) -> None:
+    """Connect to a running Ray cluster, or raise SpecError in one line within seconds.
+
+    Ray's own connection retries for minutes, silently, when nothing answers: the address
+    is probed first. With Ray Client (ray://) the driver runs on the cluster, so gansweep's
+    Ray and Tune settings travel with it as the job's environment.
+    """
+    import ray
+
+    settings = configure_ray_env()
+    _probe(address)
+    kwargs: dict[str, Any] = {"address": address, "logging_level": logging.WARNING}
+    if address.startswith("ray://"):
+        kwargs["runtime_env"] = {"env_vars": settings}
+    try:
+        ray.init(**kwargs)
+    except (ConnectionError, ValueError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SpecError(f"--address: cannot connect to Ray at {address} ({first})") from None
+
+
+def _probe(address: str, timeout_s: float = 5.0) -> None:
+    """A TCP connection to the address's host and port, or SpecError naming it."""
+    if address == "auto":
+        return  # Ray looks up the cluster started on this machine
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise SpecError(f"--address: {address!r} is not HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise SpecError(
+            f"--address: nothing answers at {host}:{port} ({reason}); is the Ray cluster up?"
+        ) from None
+
+
+RAY_SETTINGS = {
     # Tune's own CSV/TensorBoard trial logs duplicate the Parquet and MLflow sinks.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
     # num_to_keep forces a state snapshot when short epochs checkpoint quickly; that is fine.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
     # Recording a finished trial (figures, MLflow artifacts, Parquet) takes about a second
     # inside Tune's result processing, which Tune would flag as slow from 0.5 s on.
-    os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "5")
+    "TUNE_WARN_THRESHOLD_S": "5",
     # The classic reporter at verbose=0 prints nothing; the Recorder prints progress.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    "RAY_AIR_NEW_OUTPUT": "0",
+}
+
+
+def configure_ray_env(embedded: bool = False) -> dict[str, str]:
+    """Ray settings for every gansweep driver (set before Ray starts; users may override).
+
+    An embedded Ray keeps token authentication on (sweeps.rayauth); turning it off is the
+    user's explicit choice (RAY_AUTH_MODE=disabled), which is warned about. Returns the
+    Tune settings in force, for a driver that runs elsewhere (Ray Client).
+    """
+    if embedded and not enable_token_auth():
+        say(AUTH_DISABLED_WARNING)
+    for key, value in RAY_SETTINGS.items():
+        os.environ.setdefault(key, value)
+    # Tune's ResultGrid warns about every trial that never started; the count we print says it.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    return {key: os.environ[key] for key in RAY_SETTINGS}
 
 
 def _trial_name(trial: Any) -> str:
@@ -349,19 +512,67 @@ def _parallel_slots(spec: SweepSpec) -> int:
 
 
 def _fit(tuner: Any, sweep_dir: SweepDir) -> int:
-    # Tune's ResultGrid warns about every trial that never started; the count below says it.
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    tuner.fit()
+    with _sigterm_stops_tune() as terminated:
+        tuner.fit()
     meta = sweep_dir.read_meta()
     done = len(SweepTables(sweep_dir).trials)
     unfinished = meta.get("n_trials", done) - done
-    if unfinished > 0:
+    write_error = _write_error(tuner)
+    if write_error is not None:
         say(
-            f"interrupted: {unfinished} trial(s) unfinished; results so far are in "
+            f"error: {describe_os_error(write_error)}: the sweep stopped with {unfinished} "
+            f"trial(s) not in the tables. Once {sweep_dir.root} is writable again, "
+            f"`gansweep resume {sweep_dir.root}` writes them and runs the rest"
+        )
+        return EXIT_WRITE_ERROR
+    if unfinished > 0:
+        how = "stopped by SIGTERM" if terminated else "interrupted"
+        say(
+            f"{how}: {unfinished} trial(s) unfinished; results so far are in "
             f"{sweep_dir.root}. Continue with: gansweep resume {sweep_dir.root}"
         )
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     return 0
+
+
+def _write_error(tuner: Any) -> OSError | None:
+    """The write error the sweep's callback met in this driver (None with Ray Client)."""
+    from .callback import SweepCallback
+
+    local = getattr(tuner, "_local_tuner", None)  # Ray Client runs the callbacks remotely
+    callbacks = local.get_run_config().callbacks if local is not None else None
+    for callback in callbacks or []:
+        if isinstance(callback, SweepCallback) and callback.write_error is not None:
+            return callback.write_error
+    return None
+
+
+@contextlib.contextmanager
+def _sigterm_stops_tune() -> Iterator[list[int]]:
+    """SIGTERM stops Tune gracefully, as Ctrl-C does: through Tune's own stop handler.
+
+    Tune installs that handler for SIGINT and SIGUSR1 when `fit` starts; without this,
+    Ray's SIGTERM handler exits the driver mid-step. A second SIGTERM stops at once.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if received:
+            raise SystemExit(EXIT_TERMINATED)
+        received.append(signum)
+        say("SIGTERM: stopping the sweep after this step (send it again to stop at once)")
+        tune_stop = signal.getsignal(signal.SIGUSR1)
+        if callable(tune_stop):
+            tune_stop(signal.SIGUSR1, frame)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _warm_tracking(plan: SweepPlan) -> threading.Thread:
@@ -372,9 +583,37 @@ def _warm_tracking(plan: SweepPlan) -> threading.Thread:
     """
     experiment = plan.spec.tracking.experiment or plan.spec.name
     tracker = Tracker(plan.tracking_uri, experiment, sweep_id="", say=lambda message: None)
-    thread = threading.Thread(target=tracker.connect, name="gansweep-mlflow-warm", daemon=True)
+
+    def warm() -> None:
+        with _sqlite_creation_lock(plan.tracking_uri):
+            tracker.connect()
+
+    thread = threading.Thread(target=warm, name="gansweep-mlflow-warm", daemon=True)
     thread.start()
     return thread
+
+
+@contextlib.contextmanager
+def _sqlite_creation_lock(uri: str) -> Iterator[None]:
+    """One process at a time creates (migrates) a SQLite store: MLflow's migrations crash
+    when two sweeps launched together both find it new (`table ... already exists`)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    path = Path(uri[len("sqlite:///") :])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # an unwritable store is reported when the Recorder connects
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------- commands
@@ -385,10 +624,10 @@ def run_sweep(
     from ray import tune
 
     name = "grid"
+    sweep_dir = _create_dir(plan)  # before Ray starts: a second launch must see it taken
     warming = _warm_tracking(plan)
     with ray_session(address, dashboard):
         warming.join()
-        sweep_dir = _create_dir(plan)
         sweep_dir.update_meta(tune_experiments=[name], address=address)
         say(f"sweep {plan.spec.name}: {plan.n_trials} trials -> {sweep_dir.root}")
         _warn_storage(plan.spec, address)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import shlex
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
+from .runner import RAY_SETTINGS
 from .spec import SpecError, load_spec
 
 __all__ = ["submit_sweep", "stage_project", "project_root", "STAGED_SPEC"]
@@ -101,8 +103,22 @@ def submit_sweep(
             ) from None
     with tempfile.TemporaryDirectory(prefix="gansweep-submit-") as tmp:
         stage = stage_project(spec_path, Path(tmp))
-        return client.submit_job(
-            entrypoint=shlex.join(args),
-            runtime_env={"working_dir": str(stage), "env_vars": {"RAY_AUTH_MODE": "disabled"}},
-            metadata={"gansweep_sweep": spec.name},
-        )
+        job = {
+            "entrypoint": shlex.join(args),
+            # The job inherits the cluster's Ray authentication; gansweep's Tune settings travel.
+            "runtime_env": {"working_dir": str(stage), "env_vars": dict(RAY_SETTINGS)},
+            "metadata": {"gansweep_sweep": spec.name},
+        }
+        return _submit(client, job)
+
+
+def _submit(client: Any, job: dict[str, Any], wait_s: float = 90.0) -> str:
+    """Submit, waiting while a head that just started has no job agent yet (it says so)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return str(client.submit_job(**job))
+        except RuntimeError as err:
+            if "No available agent" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)

@@ -65,11 +65,22 @@ class SweepDir:
         return meta
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Results are for sharing: mkstemp's private 0600 would hide them from the user's group.
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write beside the target, then rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, path)
@@ -78,13 +89,19 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
-    """`df.to_parquet` to a temporary file in the same folder, then rename over `path`."""
+def write_parquet_atomic(df: pd.DataFrame | Any, path: Path) -> None:
+    """A DataFrame (or an Arrow table) to a temporary file in the same folder, then renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, _FILE_MODE)
     os.close(fd)
     try:
-        df.to_parquet(tmp, index=False)
+        if isinstance(df, pd.DataFrame):
+            df.to_parquet(tmp, index=False)
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(df, tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

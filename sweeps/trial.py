@@ -108,8 +108,8 @@ def train_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
         from gan_core import Trainer
 
         trainer = Trainer(cfg, members=members)
-        resumed_from = _restore(trainer, stash)
-        _train(trainer, sweep, ids, cfgs, metric, stash, resumed_from)
+        run = _restore(trainer, stash)
+        _train(trainer, sweep, ids, cfgs, metric, stash, run)
     except Exception as err:  # a bug or bad input in training: a result, never retried
         from ray.exceptions import RayError
 
@@ -131,13 +131,20 @@ def train_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
         shutil.rmtree(stash, ignore_errors=True)
 
 
-def _restore(trainer: Any, stash: Path) -> int:
-    """Load Tune's checkpoint of this trial, if any (a retry or a resumed sweep): its epoch.
+def _restore(trainer: Any, stash: Path) -> dict[str, Any]:
+    """Load Tune's checkpoint of this trial, if any (a retry or a resumed sweep).
 
     Members that had already stopped come back with their saved outputs into `stash`.
+    Returns what every result carries about this run of the trial: the epoch it resumed
+    from, when the trial first started (kept across retries and resumes) and which
+    attempt this is (1: the first start; each retry or resume from a checkpoint adds one).
     """
+    from datetime import datetime, timezone
+
     from ray import tune
 
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")  # as recorder.now_iso
+    run: dict[str, Any] = {"resumed_from": 0, "started_at": now, "attempt": 1}
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
@@ -145,7 +152,13 @@ def _restore(trainer: Any, stash: Path) -> int:
             saved = Path(directory) / CKPT_MEMBERS
             if saved.is_dir():
                 shutil.copytree(saved, stash, dirs_exist_ok=True)
-    return trainer.epoch
+            state = json.loads((Path(directory) / CKPT_STATE).read_text())
+        run.update(
+            resumed_from=trainer.epoch,
+            started_at=state.get("started_at") or run["started_at"],
+            attempt=int(state.get("attempt", 1)) + 1,
+        )
+    return run
 
 
 def _stop_confident_failures(trainer: Any, sweep: SweepSpec, records: dict[int, Any]) -> set[int]:
@@ -181,7 +194,7 @@ def _train(
     cfgs: list[Any],
     metric: str | None,
     stash: Path,
-    resumed_from: int,
+    run: dict[str, Any],
 ) -> None:
     from ray import tune
 
@@ -202,7 +215,7 @@ def _train(
             "objective": objective_value(trainer.history[0], metric),
             "records": {ids[i]: rec for i, rec in records.items()},
             "final": final,
-            "resumed_from": resumed_from,
+            **run,
         }
         if final:
             result.update(_final_fields(trainer, ids, stash))
@@ -217,7 +230,7 @@ def _train(
             "objective": objective_value(trainer.history[0], metric),
             "records": {},
             "final": True,
-            "resumed_from": resumed_from,
+            **run,
             **_final_fields(trainer, ids, stash),
         }
         _report_with_checkpoint(trainer, result, ids, cfgs, stash, True)
@@ -251,7 +264,13 @@ def _report_with_checkpoint(
     directory = Path(tempfile.mkdtemp(prefix="gansweep-ckpt-"))
     try:
         trainer.save_checkpoint(directory / CKPT_TRAINER)
-        state = {"epoch": trainer.epoch, "trial_ids": ids, "final": final}
+        state = {
+            "epoch": trainer.epoch,
+            "trial_ids": ids,
+            "final": final,
+            "started_at": result.get("started_at"),
+            "attempt": result.get("attempt", 1),
+        }
         (directory / CKPT_STATE).write_text(json.dumps(state))
         if stash.is_dir():
             shutil.copytree(stash, directory / CKPT_MEMBERS)

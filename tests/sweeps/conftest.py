@@ -54,7 +54,9 @@ def ray_local():
     """One embedded Ray (2 CPUs) shared by a module's sweeps; gansweep reuses it."""
     import ray
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from sweeps.rayauth import enable_token_auth
+
+    enable_token_auth()
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield ray
     ray.shutdown()

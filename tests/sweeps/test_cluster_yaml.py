@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import tomllib
 import yaml
 
 CLUSTER_YAML = Path(__file__).parents[2] / "cluster.yaml"
@@ -35,12 +36,26 @@ def test_cluster_yaml_passes_rays_own_validation_with_defaults():
     assert config["head_node_type"] in config["available_node_types"]
 
 
-def test_cluster_yaml_installs_this_project():
+def test_cluster_yaml_installs_this_project_with_its_job_server():
     config = _config()
     assert "~/gansweep" in config["file_mounts"]
     setup = "\n".join(config["setup_commands"])
-    assert "-c ~/gansweep/constraints.txt -e ~/gansweep" in setup
+    # The `cluster` extra brings ray[default]: without it the head has no job server.
+    assert '-c ~/gansweep/constraints.txt -e "$HOME/gansweep[cluster]"' in setup
+    pyproject = tomllib.loads((CLUSTER_YAML.parent / "pyproject.toml").read_text())
+    assert "ray[default]" in pyproject["project"]["optional-dependencies"]["cluster"]
     assert config["available_node_types"]["head"]["resources"] == {"CPU": 0}
+
+
+def test_cluster_yaml_keeps_ray_authentication_on():
+    config = _config()
+    starts = config["head_start_ray_commands"] + config["worker_start_ray_commands"]
+    ray_starts = [c for c in starts if " start " in c]
+    assert len(ray_starts) == 2
+    assert all(c.startswith("RAY_AUTH_MODE=token ") for c in ray_starts)
+    assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
+    text = CLUSTER_YAML.read_text()
+    assert "RAY_AUTH_MODE=disabled" not in text and "--dashboard-host=0.0.0.0" not in text
 
 
 def test_schema_check_catches_a_broken_config():

@@ -4,7 +4,6 @@ Its trial is retried from its last checkpoint and the sweep ends with every tria
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 
@@ -29,7 +28,9 @@ def cluster():
     import ray
     from ray.cluster_utils import Cluster
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from sweeps.rayauth import enable_token_auth
+
+    enable_token_auth()
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     workers = [c.add_node(num_cpus=1) for _ in range(2)]
     c.wait_for_nodes()

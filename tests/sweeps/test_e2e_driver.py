@@ -95,19 +95,23 @@ def _check_complete(root: Path, n: int, epochs: int) -> pd.DataFrame:
     return trials
 
 
-def test_ctrl_c_stops_cleanly_then_resume(tmp_path):
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+)
+def test_signal_stops_cleanly_then_resume(tmp_path, sig, code):
     path = write_sweep(tmp_path, base=SLOWER, epochs=6, grid={"seed": [0, 1, 2, 3, 4]})
     root = tmp_path / "runs" / "tiny"
     proc = _gansweep("run", str(path), "--no-triage", log=tmp_path / "run.log")
     try:
         _wait_for(lambda: _rows(root) >= 1, 240, "a finished trial", proc)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         rc = proc.wait(timeout=120)
     finally:
         _kill_group(proc)
     log = (tmp_path / "run.log").read_text()
-    assert rc == 130, log
-    assert "Traceback" not in log, log
+    assert rc == code, log
+    assert "Traceback" not in log and "core dump" not in log.lower(), log
+    assert "SIGTERM received" not in log, log  # Ray's own handler, which exits mid-step
     assert f"gansweep resume {root}" in log
     done = _rows(root)
     assert 1 <= done < 5
@@ -183,6 +187,7 @@ def test_resume_after_killed_driver(tmp_path):
     before = pd.read_parquet(root / "trials.parquet").set_index("trial_id").finished_at.to_dict()
     assert 1 <= len(before) < 4
 
+    resume_started = pd.Timestamp.now(tz="UTC").floor("s")
     resumed = _gansweep("resume", str(root), "--no-triage", log=tmp_path / "resume.log")
     try:
         assert resumed.wait(timeout=400) == 0, (tmp_path / "resume.log").read_text()
@@ -191,5 +196,40 @@ def test_resume_after_killed_driver(tmp_path):
     trials = _check_complete(root, 4, 12).set_index("trial_id")
     for tid, finished_at in before.items():  # finished trials were not run again
         assert trials.finished_at[tid] == finished_at
+        assert trials.attempts[tid] == 1
+    # The in-flight trial keeps its first start and counts the resume as a second attempt.
+    carried = trials[(trials.attempts >= 2)]
+    assert len(carried) >= 1, trials[["started_at", "attempts"]]
+    assert (pd.to_datetime(carried.started_at) < resume_started).all(), carried.started_at
     log = (tmp_path / "resume.log").read_text()
     assert "(resumed at epoch " in log, log  # the in-flight trial went on from its checkpoint
+
+
+def test_write_error_mid_sweep_then_resume_loses_nothing(tmp_path):
+    """The sweep directory turns immutable after the first row: one clear line, no retries,
+    exit 74; once writable again, resume writes the missing rows and runs the rest."""
+    from .test_faults import immutable
+
+    path = write_sweep(tmp_path, base=SLOWER, epochs=6, grid={"seed": [0, 1, 2, 3, 4]})
+    root = tmp_path / "runs" / "tiny"
+    proc = _gansweep("run", str(path), "--no-triage", log=tmp_path / "run.log")
+    try:
+        _wait_for(lambda: _rows(root) >= 1, 240, "a finished trial", proc)
+        with immutable(root):
+            rc = proc.wait(timeout=240)
+    finally:
+        _kill_group(proc)
+    log = (tmp_path / "run.log").read_text()
+    assert rc == 74, log
+    assert "Traceback" not in log and "worker lost" not in log and "retrying" not in log, log
+    errors = [line for line in log.splitlines() if line.startswith("[gansweep] error:")]
+    assert len(errors) == 1 and "cannot write" in errors[0], log
+    assert f"gansweep resume {root}" in errors[0]
+    assert _rows(root) < 5
+
+    resumed = _gansweep("resume", str(root), "--no-triage", log=tmp_path / "resume.log")
+    try:
+        assert resumed.wait(timeout=400) == 0, (tmp_path / "resume.log").read_text()
+    finally:
+        _kill_group(resumed)
+    _check_complete(root, 5, 6)
