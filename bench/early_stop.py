@@ -80,7 +80,6 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=2, help="early_stop.patience (default 2)")
     ap.add_argument("--out", default=str(HERE / "early_stop.json"))
     args = ap.parse_args()
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     with tempfile.TemporaryDirectory(prefix="gansweep-bench-") as tmp, ray_session():
         full, full_wall, full_triage = run(Path(tmp), "full", None)
         early, early_wall, early_triage = run(
