@@ -73,6 +73,15 @@ def _mlflow_children(uri: str, experiment: str) -> list:
     return [r for r in runs if r.data.tags.get("gansweep.kind") == "trial"]
 
 
+def _resume(root: Path, tmp_path: Path) -> None:
+    """`gansweep resume` of an interrupted sweep, which must finish cleanly."""
+    resumed = _gansweep("resume", str(root), "--no-triage", log=tmp_path / "resume.log")
+    try:
+        assert resumed.wait(timeout=400) == 0, (tmp_path / "resume.log").read_text()
+    finally:
+        _kill_group(resumed)
+
+
 def _check_complete(root: Path, n: int, epochs: int) -> pd.DataFrame:
     from mlflow import MlflowClient
 
@@ -116,11 +125,7 @@ def test_signal_stops_cleanly_then_resume(tmp_path, sig, code):
     done = _rows(root)
     assert 1 <= done < 5
 
-    resumed = _gansweep("resume", str(root), "--no-triage", log=tmp_path / "resume.log")
-    try:
-        assert resumed.wait(timeout=400) == 0, (tmp_path / "resume.log").read_text()
-    finally:
-        _kill_group(resumed)
+    _resume(root, tmp_path)
     _check_complete(root, 5, 6)
 
 
@@ -188,11 +193,7 @@ def test_resume_after_killed_driver(tmp_path):
     assert 1 <= len(before) < 4
 
     resume_started = pd.Timestamp.now(tz="UTC").floor("s")
-    resumed = _gansweep("resume", str(root), "--no-triage", log=tmp_path / "resume.log")
-    try:
-        assert resumed.wait(timeout=400) == 0, (tmp_path / "resume.log").read_text()
-    finally:
-        _kill_group(resumed)
+    _resume(root, tmp_path)
     trials = _check_complete(root, 4, 12).set_index("trial_id")
     for tid, finished_at in before.items():  # finished trials were not run again
         assert trials.finished_at[tid] == finished_at
@@ -227,9 +228,5 @@ def test_write_error_mid_sweep_then_resume_loses_nothing(tmp_path):
     assert f"gansweep resume {root}" in errors[0]
     assert _rows(root) < 5
 
-    resumed = _gansweep("resume", str(root), "--no-triage", log=tmp_path / "resume.log")
-    try:
-        assert resumed.wait(timeout=400) == 0, (tmp_path / "resume.log").read_text()
-    finally:
-        _kill_group(resumed)
+    _resume(root, tmp_path)
     _check_complete(root, 5, 6)
