@@ -75,9 +75,7 @@ class Recorder:
         self.errors: dict[str, str] = {}
         self.started: dict[str, str] = {}
         self.starts: dict[str, int] = {}  # trial starts this driver saw (retries included)
-        self.durations: list[float] = []
         self.write_error: OSError | None = None  # the first failed write to the sweep directory
-        self.max_running = 1
         self._last_progress = time.monotonic()
         self._t0 = time.monotonic()
 
@@ -228,16 +226,12 @@ class Recorder:
             trial_row(outcome, self.meta.get("varied", [])), epoch_rows(tid, outcome.records)
         )
         self.tables.flush()
-        if outcome.started_at:
-            start = datetime.fromisoformat(outcome.started_at)
-            self.durations.append((datetime.now(timezone.utc) - start).total_seconds())
         if show_progress() or outcome.status == "error":
             say(_finished_line(outcome, len(self.tables.trials), self.meta.get("n_trials")))
 
     # ------------------------------------------------------------------ progress
     def progress(self, running: int, force: bool = False) -> None:
         """Every 15 s: finished/running/failed, verdicts, best so far and time left."""
-        self.max_running = max(self.max_running, running)
         if not force and time.monotonic() - self._last_progress < _PROGRESS_EVERY_S:
             return
         if not force and not show_progress():
