@@ -404,11 +404,12 @@ def _base_config(spec: SweepSpec) -> RunConfig:
 def _check_data_name(cfg: RunConfig, where: str) -> None:
     # RunConfig keeps data.name a free string; the loader would only fail inside a trial.
     from gan_core.data import DATASETS, DOMAIN_PAIRS
+    from gan_core.tokens import TOKEN_SETS
 
-    if cfg.data.name not in DATASETS + DOMAIN_PAIRS:
+    known = tuple(dict.fromkeys(DATASETS + DOMAIN_PAIRS + TOKEN_SETS))
+    if cfg.data.name not in known:
         raise SpecError(
-            f"{where}data.name: unknown data set {cfg.data.name!r}; "
-            f"valid: {', '.join(DATASETS + DOMAIN_PAIRS)}"
+            f"{where}data.name: unknown data set {cfg.data.name!r}; valid: {', '.join(known)}"
         )
 
 
