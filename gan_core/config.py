@@ -286,7 +286,8 @@ class MonitorConfig:
     # their bigrams seen in the data (an untrained G's near-constant output has ~0) ...
     seq_collapse_unique: float = 0.2  # ... and distinct samples below this share ...
     seq_collapse_tokens: float = 0.5  # ... or distinct tokens below this share of the data's
-    seq_collapse_score: float = 0.5  # ... or seq/mode_collapse_score above this
+    seq_collapse_score: float = 0.6  # ... or seq/mode_collapse_score above this (healthy
+    # code runs: 0.28-0.36; the code set's padding makes its real n-grams many)
     seq_poor_js_rel: float = 0.5  # bigram JS above this between a real subset (0), noise (1)
     seq_poor_valid: float = 0.05  # code set: share of samples that parse below this
     # phases

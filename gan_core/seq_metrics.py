@@ -50,6 +50,7 @@ class SequenceEvaluator:
         self.vocab, self.ngram = data.vocab_size, ngram
         self.valid = data.valid
         self.decode = data.decode
+        self.pad_pad = None if data.pad is None else data.pad * (self.vocab + 1)
         self.ref = {k: ngram_counts(x, k, self.vocab) for k in _ORDERS}
         rng = np.random.default_rng(0)
         m = min(n_samples, len(x))
@@ -72,6 +73,7 @@ class SequenceEvaluator:
         distinct = len(ngram_counts(ids, self.ngram, self.vocab))
         out["seq/mode_collapse_score"] = max(0.0, 1.0 - distinct / self.data_ngrams)
         bigrams = ngram_counts(ids, 2, self.vocab)
+        bigrams.pop(self.pad_pad, None)  # padding after padding is real but says nothing
         seen = sum(c for g, c in bigrams.items() if g in self.ref[2])
         out["seq/bigram_precision"] = seen / max(1, sum(bigrams.values()))
         if self.valid is not None:
