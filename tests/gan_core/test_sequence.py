@@ -267,3 +267,17 @@ def test_console_quality_row():
               "seq/valid_fraction": 0.5}
     text = format_epoch(record, 10)
     assert "JS2: 0.123 (rel 0.20)" in text and "Tokens: 8" in text and "Valid: 50.0%" in text
+
+
+def test_a_sweep_may_search_on_sequence_metrics_of_a_sequence_base_only():
+    from sweeps.spec import SpecError, parse_spec
+
+    search = {"space": {"lr": {"type": "float", "low": 1e-4, "high": 1e-2}},
+              "objective": {"metric": "seq/js_2", "mode": "min"}, "scheduler": {"type": "none"}}
+    spec = parse_spec({"name": "s", "base": {"family": "sequence", "data": {"name": "code"}},
+                       "search": search})
+    assert spec.search.objective.metric == "seq/js_2"
+    with pytest.raises(SpecError, match="seq/js_2 is not computed for data 'ring'"):
+        parse_spec({"name": "s", "base": {}, "search": search})
+    with pytest.raises(SpecError, match="data.name: unknown data set 'markv'; valid: .*markov"):
+        parse_spec({"name": "s", "base": {"family": "sequence", "data": {"name": "markv"}}})
