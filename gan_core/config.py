@@ -152,6 +152,9 @@ class SequenceConfig:
     token_pattern: str | None = None  # data text, tokenizer regex: re.findall pattern
     split: Literal["lines", "windows"] = "lines"  # data text: a sequence per line, or windows
     latent_dim: int = 128  # size of z (Gulrajani et al.: 128)
+    # conv: residual 1-D convs (Gulrajani et al.); gru: a GRU G fed z at every step, a GRU D
+    # (widths g_channels, d_channels; n_blocks, kernel_size and spectral_norm are conv-only)
+    arch: Literal["conv", "gru"] = "conv"
     g_channels: int = 64  # G's conv width (Gulrajani et al.: 512)
     d_channels: int = 64  # D's conv width, also D's embedding size (Gulrajani et al.: 512)
     n_blocks: int = 2  # residual blocks in G and in D (Gulrajani et al.: 5)
@@ -508,6 +511,8 @@ def _validate_sequence(cfg: RunConfig) -> None:
         raise ConfigError(
             f"sequence.markov_successors: {s.markov_successors} exceeds vocab_size {s.vocab_size}"
         )
+    if s.arch == "gru" and s.spectral_norm:
+        raise ConfigError("sequence.spectral_norm: for sequence.arch conv only")
     if s.tokenizer == "regex" and not s.token_pattern:
         raise ConfigError("sequence.token_pattern: tokenizer regex needs a pattern")
     if s.token_pattern:

@@ -1,7 +1,9 @@
-"""Sequence GAN networks on the member axis: residual 1-D conv G and D (Gulrajani et al. 2017).
+"""Sequence GAN networks on the member axis: residual 1-D conv G and D (Gulrajani et al. 2017)
+or GRUs (`sequence.arch: gru`).
 
 Layouts: sequences (M, B, L, V) outside (one-hot or relaxed one-hot over V tokens); packed
-(B, M*C, L) inside, convolved with `groups=M` so that members never mix.
+(B, M*C, L) inside the convolutions, convolved with `groups=M` so that members never mix;
+(M, B, H) inside the GRUs, multiplied per member with `torch.bmm`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ from torch import Tensor, nn
 from .config import SequenceConfig
 from .layers import MemberLinear
 
-__all__ = ["MemberConv1d", "SeqGenerator", "SeqDiscriminator"]
+__all__ = [
+    "MemberConv1d",
+    "MemberGRUCell",
+    "SeqGenerator",
+    "SeqDiscriminator",
+    "GruGenerator",
+    "GruDiscriminator",
+    "build_sequence_models",
+]
 
 Generators = Sequence[torch.Generator]
 
@@ -153,3 +163,71 @@ class SeqDiscriminator(nn.Module):
         h = self.blocks(self.embed(x.permute(1, 0, 3, 2).reshape(b, m * vocab, length)))
         logits = self.head(h).view(b, m).transpose(0, 1)
         return logits, h.view(b, m, -1).transpose(0, 1)
+
+
+class MemberGRUCell(nn.Module):
+    """A GRU cell per member, (M, B, in) and (M, B, H) -> (M, B, H) (torch.nn.GRUCell's gates)."""
+
+    def __init__(self, in_features: int, hidden: int, gens: Generators):
+        super().__init__()
+        self.ih = MemberLinear(in_features, 3 * hidden, gens)
+        self.hh = MemberLinear(hidden, 3 * hidden, gens)
+
+    def forward(self, x: Tensor, h: Tensor) -> Tensor:
+        i_r, i_z, i_n = self.ih(x).chunk(3, dim=-1)
+        h_r, h_z, h_n = self.hh(h).chunk(3, dim=-1)
+        r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+        n = torch.tanh(i_n + r * h_n)
+        return (1 - z) * n + z * h
+
+
+class GruGenerator(nn.Module):
+    """z -> logits (M, B, L, V): h0 = tanh(W z), then a GRU fed z at every step, a linear to V.
+
+    z at every step rather than the previous token: the output stays one differentiable map of
+    z, with no sampling inside G. Buffer `steps` as SeqGenerator's.
+    """
+
+    def __init__(self, cfg: SequenceConfig, length: int, vocab: int, gens: Generators):
+        super().__init__()
+        self.length = length
+        self.init = MemberLinear(cfg.latent_dim, cfg.g_channels, gens)
+        self.cell = MemberGRUCell(cfg.latent_dim, cfg.g_channels, gens)
+        self.out = MemberLinear(cfg.g_channels, vocab, gens)
+        self.register_buffer("steps", torch.zeros(len(gens)))
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = torch.tanh(self.init(z))
+        states = []
+        for _ in range(self.length):
+            h = self.cell(z, h)
+            states.append(h)
+        return self.out(torch.stack(states, dim=2).flatten(1, 2)).unflatten(1, (z.shape[1], -1))
+
+
+class GruDiscriminator(nn.Module):
+    """(M, B, L, V) -> (logits (M, B), last state (M, B, H)): token embedding, GRU, linear."""
+
+    def __init__(self, cfg: SequenceConfig, length: int, vocab: int, gens: Generators):
+        super().__init__()
+        self.hidden = cfg.d_channels
+        self.embed = MemberLinear(vocab, cfg.d_channels, gens, bias=False)
+        self.cell = MemberGRUCell(cfg.d_channels, cfg.d_channels, gens)
+        self.head = MemberLinear(cfg.d_channels, 1, gens)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        m, b, length, _ = x.shape
+        e = self.embed(x.flatten(1, 2)).view(m, b, length, -1)
+        h = x.new_zeros(m, b, self.hidden)
+        for t in range(length):
+            h = self.cell(e[:, :, t], h)
+        return self.head(h).squeeze(-1), h
+
+
+def build_sequence_models(
+    cfg: SequenceConfig, length: int, vocab: int, gens: Generators
+) -> tuple[nn.Module, nn.Module]:
+    """G and D of `cfg.arch` (conv or gru)."""
+    if cfg.arch == "gru":
+        return GruGenerator(cfg, length, vocab, gens), GruDiscriminator(cfg, length, vocab, gens)
+    return SeqGenerator(cfg, length, vocab, gens), SeqDiscriminator(cfg, length, vocab, gens)

@@ -27,7 +27,7 @@ from ..layers import member_rand, member_randn
 from ..losses import get_loss
 from ..regularizers import PENALTIES, gradient_penalty, r1_penalty
 from ..seq_metrics import SequenceEvaluator
-from ..seq_models import SeqDiscriminator, SeqGenerator
+from ..seq_models import build_sequence_models
 from ..tokens import TokenSet, load_tokens
 from .base import Family, Objective, Streams
 
@@ -53,8 +53,7 @@ class SequenceFamily(Family):
         self.tokens = data
         self.vocab, self.length = data.vocab_size, data.length
         self.loss = get_loss(cfg.train.loss)
-        self.G = SeqGenerator(cfg.sequence, self.length, self.vocab, weight_gens)
-        self.D = SeqDiscriminator(cfg.sequence, self.length, self.vocab, weight_gens)
+        self.G, self.D = build_sequence_models(cfg.sequence, self.length, self.vocab, weight_gens)
         self._x = data.x.to(device)
         self._threshold = torch.zeros(len(weight_gens), device=device)
         self._evaluator: SequenceEvaluator | None = None

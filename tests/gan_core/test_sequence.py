@@ -79,14 +79,15 @@ def test_valid_code_fraction_rises_above_its_untrained_level():
         assert history[-1]["seq/valid_fraction"] > max(0.1, 5 * start["seq/valid_fraction"])
 
 
-def test_a_pack_equals_solo_runs():
+@pytest.mark.parametrize("arch", ["conv", "gru"])
+def test_a_pack_equals_solo_runs(arch):
     # Grouped convolutions sum in another order than a run alone: after 4 G steps (20 D steps)
     # measured 2e-5 relative on D's losses, 1.2e-3 on loss/g near 0 and so on
     # stability/dg_ratio (8e-6 absolute), 1e-4 on weights/d_mean near 0 (2e-7 absolute); G's
     # weights 1.4e-5 absolute at lr 1e-3 (Adam's first steps turn rounding of near-zero
     # gradients into steps of about lr).
     cfg = _cfg(train={"epochs": 1, "steps_per_epoch": 4, "g_lr": 1e-3}, eval={"n_samples": 200},
-               sequence={"spectral_norm": True, "power_iterations": 3})
+               sequence={"arch": arch, "spectral_norm": arch == "conv", "power_iterations": 3})
     pack = Trainer(cfg, members=[Member(0, 0), Member(1, 3, d_lr=2e-3)])
     solo = Trainer(cfg, members=[Member(1, 3, d_lr=2e-3)])
     for _ in zip(pack.epochs(), solo.epochs(), strict=True):
@@ -156,6 +157,7 @@ def test_family_defaults_and_refusals():
         ({"family": "sequence", "sequence": {"tokenizer": "regex"}}, "sequence.token_pattern"),
         ({"family": "sequence", "sequence": {"token_pattern": "("}}, "not a regex"),
         ({"family": "sequence", "sequence": {"output": "argmax"}}, "sequence.output"),
+        ({"family": "sequence", "sequence": {"arch": "gru", "spectral_norm": True}}, "conv only"),
     ]
     for values, message in cases:
         with pytest.raises(ConfigError, match=message):
