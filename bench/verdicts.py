@@ -11,15 +11,18 @@ Two kinds of labelled cases, each with the reason it has its label:
   not scored, since its label would be a guess. Their metric histories are stored in
   ``bench/verdict_histories.json.gz`` so that judging them takes seconds; ``--train`` trains
   them again (about 10 minutes on 2 cores) and rewrites the file.
+* Sequence runs (`SEQUENCE_CASES`, family sequence): the same kind of real runs on the
+  Markov-chain and code sets, checked on fresh samples' n-gram statistics and stored apart in
+  ``bench/verdict_sequence.json.gz`` (``--train-sequence`` trains them again, ~3 minutes).
 * Synthetic histories (`synthetic_cases`): a real healthy history of each loss family with a
   failure injected at a known epoch (D dominance, vanishing gradients, divergence that grows,
   NaN, absurd weights, non-finite samples), and healthy dynamics whose evaluations are the real
   `QualityEvaluator` on constructed samples (blobs, arcs, a blurry ring, one class of digits,
   noise, ...). Their onsets are known by construction.
 
-Prints a line per misjudged case, a confusion matrix, per-group accuracy (mixtures, images and
-every loss family), then ``verdict_accuracy=``, ``onset_within_one_eval=`` (share of cases
-with a labelled onset whose verdict onset is within one evaluation interval of it),
+Prints a line per misjudged case, a confusion matrix, per-group accuracy (mixtures, images,
+sequences and every loss family), then ``verdict_accuracy=``, ``onset_within_one_eval=``
+(share of cases with a labelled onset whose verdict onset is within one evaluation interval of it),
 ``healthy_judged_failed=`` and ``unconfirmed_runs=``; writes bench/verdicts.json.
 
     python bench/verdicts.py                    # judge stored histories + synthetic cases (~20 s)
@@ -570,6 +573,116 @@ def real_cases(rows: list[dict[str, Any]]) -> list[Case]:
     ]
 
 
+# ------------------------------------------------------------------------ sequence runs
+# Family sequence (gan_core/families/sequence.py) on the built-in Markov chain and code sets:
+# real runs of a known outcome like REAL_CASES, stored apart so that the image and mixture
+# fixture stays as it is. `--train-sequence` trains them again (about 3 minutes on 2 cores).
+SEQUENCE_FIXTURE = HERE / "verdict_sequence.json.gz"
+MARKOV = {
+    "family": "sequence",
+    "sequence": {"length": 12, "vocab_size": 8, "markov_successors": 2, "g_channels": 32,
+                 "d_channels": 32, "n_blocks": 1, "latent_dim": 32},
+    "data": {"name": "markov", "n_points": 4000},
+    "train": {"epochs": 12, "steps_per_epoch": 15, "batch_size": 32, "g_lr": 3e-3,
+              "d_lr": 3e-3},
+    "eval": {"every": 2, "n_samples": 500},
+}
+CODE = _merge(MARKOV, {"data": {"name": "code"}})
+SEQUENCE_CASES = (
+    RealCase("markov-healthy", MARKOV, {}, "stable", "stable_sequence",
+             "WGAN-GP at 3e-3 learns the chain's bigrams in 180 G steps"),
+    RealCase("code-healthy", CODE, {}, "stable", "stable_sequence",
+             "the same on short Python statements"),
+    RealCase("markov-untrained", MARKOV, {"train": {"g_lr": 1e-8, "d_lr": 1e-8}},
+             "poor_quality", "poor_sequence", "neither network moves: G's tokens stay noise"),
+    RealCase("code-untrained", CODE, {"train": {"g_lr": 1e-8, "d_lr": 1e-8}},
+             "poor_quality", "poor_sequence", "neither network moves: G's code does not parse"),
+    RealCase("markov-frozen-g", MARKOV, {"train": {"g_lr": 1e-8}}, "d_dominance", "dominance",
+             "G cannot move, the critic separates real from its fixed output"),
+    RealCase("markov-bottleneck-collapse", MARKOV, {"sequence": {"latent_dim": 1}},
+             "mode_collapse", "collapse_sequence",
+             "a 1-D latent line: the argmax decodes to few distinct, data-like sequences"),
+    RealCase("markov-lr-jump", MARKOV, {"train": JUMP}, "diverged", "diverged",
+             "learning rates x1,000 after epoch 8", onset=9),
+)
+
+
+@dataclass
+class _SeqTrained(_Trained):
+    evaluator: Any  # a gan_core.seq_metrics.SequenceEvaluator
+
+    def fresh(self) -> dict[str, float]:
+        """Metrics of 2,500 samples from latents the evaluation never used."""
+        gen = torch.Generator(device=self.trainer.device).manual_seed(10_000 + self.member)
+        ids = self.trainer.generate(2500, member=self.member, generator=gen)
+        return dict(self.evaluator(ids.cpu().numpy()))
+
+    def real_distinct(self) -> float:
+        """Share of distinct sequences among 2,500 data sequences (short code repeats itself)."""
+        x = self.trainer.dataset.x
+        rows = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:2500]]
+        return len(torch.unique(rows, dim=0)) / len(rows)
+
+
+def _check_stable_sequence(t: _Trained) -> tuple[bool, str]:
+    q, real = t.fresh(), t.real_distinct()  # type: ignore[attr-defined]
+    ok = q["seq/js_rel"] < 0.4 and q["seq/token_coverage"] >= 0.75
+    ok = ok and q["seq/unique_sequences"] >= 0.7 * real and q.get("seq/valid_fraction", 1) > 0.1
+    return ok, (f"fresh samples: bigram JS rel {q['seq/js_rel']:.2f}, tokens "
+                f"{q['seq/token_coverage']:.2f}, distinct {q['seq/unique_sequences']:.2f} "
+                f"(data {real:.2f})")
+
+
+def _check_poor_sequence(t: _Trained) -> tuple[bool, str]:
+    q = t.fresh()
+    ok = q["seq/js_rel"] > 0.8 and q.get("seq/valid_fraction", 0.0) < 0.05
+    return ok, f"fresh samples: bigram JS rel {q['seq/js_rel']:.2f}"
+
+
+def _check_collapse_sequence(t: _Trained) -> tuple[bool, str]:
+    q = t.fresh()
+    few = q["seq/unique_sequences"] < 0.2 or q["seq/token_coverage"] < 0.5
+    ok = few and q["seq/bigram_precision"] >= 0.5
+    return ok, (f"fresh samples: distinct {q['seq/unique_sequences']:.2f}, tokens "
+                f"{q['seq/token_coverage']:.2f}, bigram precision {q['seq/bigram_precision']:.2f}")
+
+
+CHECKS.update({
+    "stable_sequence": _check_stable_sequence,
+    "poor_sequence": _check_poor_sequence,
+    "collapse_sequence": _check_collapse_sequence,
+})
+
+
+def train_sequence_cases(seeds: tuple[int, ...] = SEEDS) -> list[dict[str, Any]]:
+    """Train SEQUENCE_CASES, a pack of `seeds` each on one thread (rows as train_real_cases)."""
+    from gan_core.seq_metrics import SequenceEvaluator
+
+    torch.set_num_threads(1)
+    rows = []
+    for case in SEQUENCE_CASES:
+        start = time.perf_counter()
+        cfg = RunConfig.from_dict(_merge(case.base, case.spec))
+        trainer = Trainer(cfg, members=[Member(s, s) for s in seeds])
+        for _ in trainer.epochs():
+            pass
+        evaluator = SequenceEvaluator(trainer.dataset, 2500, cfg.sequence.ngram)
+        for i, seed in enumerate(seeds):
+            confirmed, detail = CHECKS[case.check](_SeqTrained(trainer, i, evaluator))
+            history = [
+                {k: v for k, v in r.items() if not k.startswith(_DROPPED)}
+                for r in trainer.history[i]
+            ]
+            rows.append({
+                "case": case.name, "seed": seed, "data": "sequence", "loss": cfg.train.loss,
+                "label": case.label, "onset": case.onset, "eval_every": cfg.eval.every,
+                "n_modes": None, "confirmed": confirmed, "check": detail, "why": case.why,
+                "history": history,
+            })
+        print(f"trained {case.name} in {time.perf_counter() - start:.0f} s", flush=True)
+    return rows
+
+
 # ------------------------------------------------------------------------ scoring
 def judge(cases: list[Case], cfg: MonitorConfig | None = None) -> dict[str, Any]:
     """Verdicts of every case and the benchmark's figures."""
@@ -626,6 +739,8 @@ def main() -> None:
     parser.add_argument("--train", action="store_true", help="train the real runs again first")
     parser.add_argument("--cases", nargs="+", metavar="NAME",
                         help="with --train: train only these real cases, keep the others")
+    parser.add_argument("--train-sequence", action="store_true",
+                        help="train the sequence-family runs again first")
     parser.add_argument("--holdout", action="store_true",
                         help=f"judge the held-out seeds {HOLDOUT_SEEDS} (with --train: train them)")
     args = parser.parse_args()
@@ -639,6 +754,10 @@ def main() -> None:
         kept = [r for r in load_fixture(fixture) if r["case"] not in names] if names else []
         save_fixture(kept + train_real_cases(names, seeds), fixture)
     rows = load_fixture(fixture)
+    if not args.holdout:
+        if args.train_sequence or not SEQUENCE_FIXTURE.exists():
+            save_fixture(train_sequence_cases(), SEQUENCE_FIXTURE)
+        rows += load_fixture(SEQUENCE_FIXTURE)
     start = time.perf_counter()
     # Synthetic cases are built on the seed-0 healthy runs of the main fixture.
     result = judge(real_cases(rows) + ([] if args.holdout else synthetic_cases(rows)))

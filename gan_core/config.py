@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 import warnings
@@ -20,6 +21,7 @@ __all__ = [
     "ConfigError",
     "GeneratorConfig",
     "CycleConfig",
+    "SequenceConfig",
     "DiscriminatorConfig",
     "MultiScaleConfig",
     "TrainingConfig",
@@ -55,7 +57,7 @@ VANILLA_WARNING = (
 )
 DCGAN_SIZES = (8, 16, 32, 64)
 # GAN families (docs/families.md); each is a class in gan_core.families.FAMILIES.
-FAMILY_NAMES = ("gan", "cyclegan")
+FAMILY_NAMES = ("gan", "cyclegan", "sequence")
 # Defaults a family sets under the user's values (docs/families.md). CycleGAN: Zhu et al. 2017
 # and its reference implementation (LSGAN, Adam 2e-4 with beta1 0.5, batch 1, patch D).
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -63,6 +65,21 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
         "train": {"loss_type": "least_squares", "g_lr": 2e-4, "d_lr": 2e-4, "batch_size": 1},
         "discriminator": {"arch": "patch"},
         "data": {"name": "digits_inverted"},
+    },
+    # Sequence GANs: WGAN-GP's language model (Gulrajani et al. 2017: Adam 1e-4, betas (0.5,
+    # 0.9), lambda 10, batch 64) with the CodeGan seed's 5 critic steps (seeds/000).
+    "sequence": {
+        "train": {
+            "loss_type": "wasserstein",
+            "gp_weight": 10.0,
+            "n_critic": 5,
+            "g_lr": 1e-4,
+            "d_lr": 1e-4,
+            "g_betas": [0.5, 0.9],
+            "d_betas": [0.5, 0.9],
+            "batch_size": 64,
+        },
+        "data": {"name": "markov"},
     },
 }
 
@@ -118,6 +135,41 @@ class CycleConfig:
     n_blocks: int = 9  # ResNet generator: residual blocks (reference: 9 at 256 px, 6 at 128)
     base_channels: int = 64  # ResNet generator: channels after the 7x7 stem (reference ngf)
     decay_start: int | None = None  # epochs at full LR before linear decay to 0; None: half
+
+
+@dataclass(frozen=True)
+class SequenceConfig:
+    """Token-sequence GANs (family: sequence): data, conv G and D, relaxed one-hot outputs.
+
+    Sources: Gulrajani et al. 2017 (WGAN-GP's character language model: residual 1-D conv G
+    and D, softmax output fed to D); Jang et al. 2017 (Gumbel-softmax); seeds/000 (CodeGan).
+    """
+
+    length: int = 16  # L: tokens per sequence (user text: longer lines are refused)
+    vocab_size: int = 16  # data markov: V, its number of tokens
+    markov_successors: int = 3  # data markov: possible next tokens of each token
+    tokenizer: Literal["char", "whitespace", "regex"] = "char"  # data text
+    token_pattern: str | None = None  # data text, tokenizer regex: re.findall pattern
+    split: Literal["lines", "windows"] = "lines"  # data text: a sequence per line, or windows
+    latent_dim: int = 128  # size of z (Gulrajani et al.: 128)
+    # conv: residual 1-D convs (Gulrajani et al.); gru: a GRU G fed z at every step, a GRU D
+    # (widths g_channels, d_channels; n_blocks, kernel_size and spectral_norm are conv-only)
+    arch: Literal["conv", "gru"] = "conv"
+    g_channels: int = 64  # G's conv width (Gulrajani et al.: 512)
+    d_channels: int = 64  # D's conv width, also D's embedding size (Gulrajani et al.: 512)
+    n_blocks: int = 2  # residual blocks in G and in D (Gulrajani et al.: 5)
+    kernel_size: int = 5  # conv kernel, odd (Gulrajani et al.: 5)
+    # softmax: D sees softmax(logits / T) (Gulrajani et al.); gumbel: straight-through
+    # Gumbel-softmax, one-hot forward, relaxed backward (Jang et al. 2017)
+    output: Literal["softmax", "gumbel"] = "softmax"
+    temperature: float = 1.0  # T at the first G step
+    temperature_final: float | None = None  # anneal T geometrically to this at the last G step
+    spectral_norm: bool = False  # on D's layers (CodeGan: on)
+    power_iterations: int = 1  # spectral norm: power iterations per D call (CodeGan: 10)
+    # WGAN-GP interpolation weight: one per sample (Gulrajani et al. 2017, Algorithm 1) or one
+    # per batch (CodeGan, seeds/000)
+    gp_alpha: Literal["sample", "batch"] = "sample"
+    ngram: int = 4  # n of seq/mode_collapse_score's distinct n-grams
 
 
 @dataclass(frozen=True)
@@ -231,6 +283,16 @@ class MonitorConfig:
     cycle_constant_ratio: float = 0.05  # G(a)'s pairwise spread below this x domain B's: constant
     cycle_stall_drop: float = 0.02  # cycle loss fell less than this share in the last window ...
     cycle_stall_accuracy: float = 0.9  # ... while D accuracy >= this (D wins)
+    # sequence GANs (records with seq/*; thresholds ours, set on the runs of
+    # tests/gan_core/test_sequence.py and bench/verdicts.py's sequence cases)
+    seq_collapse_precision: float = 0.5  # collapse needs data-like samples: this share of
+    # their bigrams seen in the data (an untrained G's near-constant output has ~0) ...
+    seq_collapse_unique: float = 0.2  # ... and distinct samples below this share ...
+    seq_collapse_tokens: float = 0.5  # ... or distinct tokens below this share of the data's
+    seq_collapse_score: float = 0.6  # ... or seq/mode_collapse_score above this (healthy
+    # code runs: 0.28-0.36; the code set's padding makes its real n-grams many)
+    seq_poor_js_rel: float = 0.5  # bigram JS above this between a real subset (0), noise (1)
+    seq_poor_valid: float = 0.05  # code set: share of samples that parse below this
     # phases
     early_real: float = 0.9  # early training: D(real) above this ... (004)
     early_fake: float = 0.1  # ... and D(fake) below this (004)
@@ -246,6 +308,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     cycle: CycleConfig = field(default_factory=CycleConfig)  # family cyclegan only
+    sequence: SequenceConfig = field(default_factory=SequenceConfig)  # family sequence only
     family: str = "gan"  # one of FAMILY_NAMES (docs/families.md)
     seed: int = 0  # default for both streams below
     init_seed: int | None = None  # weights and latents; None: seed
@@ -377,6 +440,7 @@ class RunConfig:
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"device: must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         _validate_cycle(self)
+        _validate_sequence(self)
         if self.monitor.window < 1:
             raise ConfigError("monitor.window: must be >= 1")
 
@@ -430,6 +494,47 @@ def _validate_cycle(cfg: RunConfig) -> None:
             "train.clip_threshold, train.n_critic: family cyclegan takes one D step per G step "
             "and no weight clipping"
         )
+
+
+def _validate_sequence(cfg: RunConfig) -> None:
+    """Sequence GANs: their networks are set in `sequence`; no image-only options."""
+    s, t = cfg.sequence, cfg.train
+    for name in ("length", "vocab_size", "markov_successors", "latent_dim", "g_channels",
+                 "d_channels", "n_blocks", "kernel_size", "power_iterations", "ngram",
+                 "temperature"):
+        _positive(f"sequence.{name}", getattr(s, name))
+    if s.temperature_final is not None:
+        _positive("sequence.temperature_final", s.temperature_final)
+    if s.kernel_size % 2 == 0:
+        raise ConfigError(f"sequence.kernel_size: must be odd, got {s.kernel_size}")
+    if s.markov_successors > s.vocab_size:
+        raise ConfigError(
+            f"sequence.markov_successors: {s.markov_successors} exceeds vocab_size {s.vocab_size}"
+        )
+    if s.arch == "gru" and s.spectral_norm:
+        raise ConfigError("sequence.spectral_norm: for sequence.arch conv only")
+    if s.tokenizer == "regex" and not s.token_pattern:
+        raise ConfigError("sequence.token_pattern: tokenizer regex needs a pattern")
+    if s.token_pattern:
+        try:
+            re.compile(s.token_pattern)
+        except re.error as err:
+            raise ConfigError(f"sequence.token_pattern: not a regex: {err}") from None
+    if cfg.family != "sequence":
+        if s != SequenceConfig():
+            raise ConfigError(f"sequence: only for family sequence, not {cfg.family!r}")
+        return
+    for name in ("generator", "discriminator"):
+        if getattr(cfg, name) != type(getattr(cfg, name))():
+            raise ConfigError(
+                f"{name}: does not apply to family sequence (its conv networks are set in "
+                "sequence.g_channels, d_channels, n_blocks, kernel_size, spectral_norm)"
+            )
+    if cfg.conditional:
+        raise ConfigError("conditional: family sequence has no labels")
+    for name in ("instance_noise", "feature_matching_weight"):
+        if getattr(t, name) != 0:
+            raise ConfigError(f"train.{name}: does not apply to family sequence; set it to 0")
 
 
 def _positive(name: str, value: float) -> None:

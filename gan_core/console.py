@@ -140,6 +140,11 @@ def _quality(record: Mapping[str, Any], feature_extractor: str) -> str | None:
         ("quality/modes", f"Modes: {_num(r, 'quality/modes', '.0f')}"),
         ("quality/hq_fraction", f"HQ%: {_num(r, 'quality/hq_fraction', '.1f', 100.0)}%"),
         ("quality/kl", f"KL: {_num(r, 'quality/kl', '.3f')}"),
+        ("seq/js_2", f"JS2: {_num(r, 'seq/js_2', '.3f')} (rel {_num(r, 'seq/js_rel', '.2f')})"),
+        ("seq/unique_tokens", f"Tokens: {_num(r, 'seq/unique_tokens', '.0f')}"),
+        ("seq/unique_sequences", f"Uniq: {_num(r, 'seq/unique_sequences', '.1f', 100.0)}%"),
+        ("seq/mode_collapse_score", f"Collapse: {_num(r, 'seq/mode_collapse_score', '.2f')}"),
+        ("seq/valid_fraction", f"Valid: {_num(r, 'seq/valid_fraction', '.1f', 100.0)}%"),
     )
     parts = [text for key, text in fields if r.get(key) is not None]
     return "  ".join(parts) if parts else None

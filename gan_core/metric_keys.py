@@ -41,9 +41,34 @@ CYCLE_KEYS = (
     "quality/translation_error_rel",
     "cycle/g_change",
 )
+# Sequence GANs (family sequence): n-gram Jensen-Shannon divergences to the data (bits), the
+# bigram one placed between a real subset (0) and uniform noise (1), distinct tokens and
+# sequences, the mode-collapse score, the share of bigrams seen in the data, and for the code
+# set the share of samples that parse (definitions: docs/CONTRACTS.md).
+SEQUENCE_KEYS = (
+    "seq/js_1",
+    "seq/js_2",
+    "seq/js_3",
+    "seq/js_4",
+    "seq/js_rel",
+    "seq/unique_tokens",
+    "seq/token_coverage",
+    "seq/unique_sequences",
+    "seq/mode_collapse_score",
+    "seq/bigram_precision",
+    "seq/valid_fraction",
+)
 # Every evaluation: the share of generated samples with a non-finite value (a diverged G).
 NONFINITE_KEY = "quality/nonfinite"
-EVAL_KEYS = MIXTURE_KEYS + IMAGE_KEYS + CLASS_KEYS + DIVERSITY_KEYS + CYCLE_KEYS + (NONFINITE_KEY,)
+EVAL_KEYS = (
+    MIXTURE_KEYS
+    + IMAGE_KEYS
+    + CLASS_KEYS
+    + DIVERSITY_KEYS
+    + CYCLE_KEYS
+    + SEQUENCE_KEYS
+    + (NONFINITE_KEY,)
+)
 
 # Which way is better for each quality key (the sweep's `best/<key>` columns, search objectives).
 QUALITY_DIRECTIONS = {
@@ -63,4 +88,12 @@ QUALITY_DIRECTIONS = {
     "quality/translation_error": "min",
     "quality/translation_error_ba": "min",
     "quality/translation_error_rel": "min",
+    **{f"seq/js_{n}": "min" for n in (1, 2, 3, 4)},
+    "seq/js_rel": "min",
+    "seq/unique_tokens": "max",
+    "seq/token_coverage": "max",
+    "seq/unique_sequences": "max",
+    "seq/mode_collapse_score": "min",
+    "seq/bigram_precision": "max",
+    "seq/valid_fraction": "max",
 }

@@ -31,7 +31,9 @@ Rules, in precedence order (the first that holds at the end decides the verdict)
 - poor_quality -> ``poor_quality``: at the latest evaluation quality/hq_fraction <
   poor_quality_hq_fraction (mixtures), quality/fid_rel > poor_quality_fid_rel (images:
   the FID nearer noise than held-out real data), quality/fid > poor_quality_fid (off by
-  default: 001's bands are Inception's), or quality/is < poor_quality_is (001).
+  default: 001's bands are Inception's), or quality/is < poor_quality_is (001); sequence
+  GANs: seq/js_rel > seq_poor_js_rel (the bigram JS nearer uniform noise than real data)
+  or, for the code set, seq/valid_fraction < seq_poor_valid.
 - warnings, which decide nothing: d_too_weak (004 "G is winning", outside the converged
   band), d_at_chance (004: BCE D loss near log 2 with chance accuracy: "may need more D
   capacity"), losses_flat (004 "both losses flat: training stuck"), persistent_clipping
@@ -65,6 +67,11 @@ Mode-collapse signals (decisive unless marked):
 - one point (any data): latest diversity/ratio < collapse_diversity_ratio.
 - constant translation (CycleGAN records, with ``cycle/g_change``): latest diversity/ratio
   (G(a)'s spread over domain B's) < cycle_constant_ratio: G maps every image to one.
+- few sequences (sequence GANs, with ``seq/bigram_precision``): samples whose bigrams are
+  mostly the data's (precision >= seq_collapse_precision) and that are few
+  (seq/unique_sequences < seq_collapse_unique), use few tokens (seq/token_coverage <
+  seq_collapse_tokens) or repeat their n-grams (seq/mode_collapse_score > seq_collapse_score).
+  An untrained G's near-constant output is not data-like: poor quality, not collapse.
 - supporting only: D(fake) nearly constant (004 GANMonitor), added to the evidence.
 
 CycleGAN rules (docs/families.md; they read keys only the cyclegan family writes):
@@ -98,7 +105,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import LOSS_TYPES, MonitorConfig
-from .metric_keys import EVAL_KEYS, IMAGE_KEYS, MIXTURE_KEYS, NONFINITE_KEY
+from .metric_keys import EVAL_KEYS, IMAGE_KEYS, MIXTURE_KEYS, NONFINITE_KEY, SEQUENCE_KEYS
 
 __all__ = [
     "PHASES",
@@ -146,7 +153,7 @@ _LOSS_KEYS = (
 )
 _WEIGHT_KEYS = ("weights/d_abs_mean", "weights/g_abs_mean")
 _SUMMARY_KEYS = ("loss/d", "loss/g", "loss/w_dist", "d/real", "d/fake", "d/accuracy", "g/accuracy")
-_QUALITY_KEYS = IMAGE_KEYS + MIXTURE_KEYS
+_QUALITY_KEYS = IMAGE_KEYS + MIXTURE_KEYS + SEQUENCE_KEYS
 
 
 @dataclass(frozen=True)
@@ -582,7 +589,31 @@ _COLLAPSE_SIGNALS: tuple[Callable[[_Context], _Finding | None], ...] = (
         ("diversity/ratio", "cycle/g_change"),
         "G translates every image to nearly the same one",
     ),
+    _signal_at_evaluations(
+        lambda rec, ctx: _few_sequences(rec, ctx),
+        (
+            "seq/unique_sequences",
+            "seq/token_coverage",
+            "seq/mode_collapse_score",
+            "seq/bigram_precision",
+        ),
+        "G repeats a few data-like sequences",
+    ),
 )
+
+
+def _few_sequences(rec: Record, ctx: _Context) -> bool:
+    """Sequence GANs: data-like samples (their bigrams mostly real) that are few and alike."""
+    cfg = ctx.cfg
+    if "seq/bigram_precision" not in rec or _below(
+        rec, "seq/bigram_precision", cfg.seq_collapse_precision
+    ):
+        return False
+    return (
+        _below(rec, "seq/unique_sequences", cfg.seq_collapse_unique)
+        or _below(rec, "seq/token_coverage", cfg.seq_collapse_tokens)
+        or _value(rec, "seq/mode_collapse_score") > cfg.seq_collapse_score
+    )
 
 
 def _constant_translation(rec: Record, ctx: _Context) -> bool:
@@ -643,6 +674,8 @@ _QUALITY_LIMITS = (
     ("quality/fid_rel", "poor_quality_fid_rel", "above"),
     ("quality/fid", "poor_quality_fid", "above"),
     ("quality/is", "poor_quality_is", "below"),
+    ("seq/js_rel", "seq_poor_js_rel", "above"),
+    ("seq/valid_fraction", "seq_poor_valid", "below"),
 )
 
 

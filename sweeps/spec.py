@@ -35,6 +35,7 @@ from gan_core.metric_keys import (
     DIVERSITY_KEYS,
     IMAGE_KEYS,
     MIXTURE_KEYS,
+    SEQUENCE_KEYS,
 )
 
 __all__ = [
@@ -81,6 +82,7 @@ _OBJECTIVE_METRICS = (
     + CLASS_KEYS
     + DIVERSITY_KEYS
     + CYCLE_KEYS
+    + SEQUENCE_KEYS
     + ("loss/d", "loss/g", "loss/w_dist", "d/accuracy", "g/accuracy", "stability/dg_ratio")
 )
 _MIXTURE_DATA = ("ring", "grid")
@@ -402,11 +404,12 @@ def _base_config(spec: SweepSpec) -> RunConfig:
 def _check_data_name(cfg: RunConfig, where: str) -> None:
     # RunConfig keeps data.name a free string; the loader would only fail inside a trial.
     from gan_core.data import DATASETS, DOMAIN_PAIRS
+    from gan_core.tokens import TOKEN_SETS
 
-    if cfg.data.name not in DATASETS + DOMAIN_PAIRS:
+    known = tuple(dict.fromkeys(DATASETS + DOMAIN_PAIRS + TOKEN_SETS))
+    if cfg.data.name not in known:
         raise SpecError(
-            f"{where}data.name: unknown data set {cfg.data.name!r}; "
-            f"valid: {', '.join(DATASETS + DOMAIN_PAIRS)}"
+            f"{where}data.name: unknown data set {cfg.data.name!r}; valid: {', '.join(known)}"
         )
 
 
@@ -581,16 +584,18 @@ def _check_objective(metric: str, sched: Any, base: RunConfig) -> None:
     mixture = base.data.name in _MIXTURE_DATA
     image_only = metric in IMAGE_KEYS or metric in CLASS_KEYS
     translation = base.family == "cyclegan"  # the family whose evaluation writes CYCLE_KEYS
+    sequence = base.family == "sequence"  # the family whose evaluation writes SEQUENCE_KEYS
     if (
         (metric in MIXTURE_KEYS and not mixture)
-        or (image_only and mixture)
+        or (image_only and (mixture or sequence))
         or (metric in CYCLE_KEYS and not translation)
+        or (metric in SEQUENCE_KEYS and not sequence)
     ):
         raise SpecError(
             f"search.objective.metric: {metric} is not computed for data {base.data.name!r}"
         )
     every = base.eval.every
-    quality = metric.startswith(("quality/", "diversity/"))
+    quality = metric.startswith(("quality/", "diversity/", "seq/"))
     first_eval = every if every > 0 else base.train.epochs
     if quality and isinstance(sched, AshaScheduler) and sched.grace_period < first_eval:
         raise SpecError(
