@@ -20,6 +20,7 @@ __all__ = [
     "ConfigError",
     "GeneratorConfig",
     "CycleConfig",
+    "ProgressiveConfig",
     "DiscriminatorConfig",
     "MultiScaleConfig",
     "TrainingConfig",
@@ -55,7 +56,7 @@ VANILLA_WARNING = (
 )
 DCGAN_SIZES = (8, 16, 32, 64)
 # GAN families (docs/families.md); each is a class in gan_core.families.FAMILIES.
-FAMILY_NAMES = ("gan", "cyclegan")
+FAMILY_NAMES = ("gan", "cyclegan", "progressive")
 # Defaults a family sets under the user's values (docs/families.md). CycleGAN: Zhu et al. 2017
 # and its reference implementation (LSGAN, Adam 2e-4 with beta1 0.5, batch 1, patch D).
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -63,6 +64,21 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
         "train": {"loss_type": "least_squares", "g_lr": 2e-4, "d_lr": 2e-4, "batch_size": 1},
         "discriminator": {"arch": "patch"},
         "data": {"name": "digits_inverted"},
+    },
+    # Progressive growing: Karras et al. 2018 (ProGAN), section 4 and appendix A.1: WGAN-GP
+    # (lambda 10) with one critic step per G step, Adam lr 1e-3 with betas (0, 0.99). Batch 32
+    # and digits grown to 16x16 are ours (CPU-sized; the paper grows CelebA-HQ to 1024).
+    "progressive": {
+        "train": {
+            "loss_type": "wasserstein",
+            "gp_weight": 10.0,
+            "g_lr": 1e-3,
+            "d_lr": 1e-3,
+            "g_betas": (0.0, 0.99),
+            "d_betas": (0.0, 0.99),
+            "batch_size": 32,
+        },
+        "data": {"name": "digits", "image_size": 16},
     },
 }
 
@@ -118,6 +134,29 @@ class CycleConfig:
     n_blocks: int = 9  # ResNet generator: residual blocks (reference: 9 at 256 px, 6 at 128)
     base_channels: int = 64  # ResNet generator: channels after the 7x7 stem (reference ngf)
     decay_start: int | None = None  # epochs at full LR before linear decay to 0; None: half
+
+
+@dataclass(frozen=True)
+class ProgressiveConfig:
+    """Progressive growing (family: progressive): Karras et al. 2018 (ProGAN) and its code."""
+
+    resolutions: tuple[int, ...] = (4, 8, 16)  # sides, each double the last (paper: 4 ... 1024)
+    fade_epochs: int = 2  # epochs alpha rises 0 -> 1 after each growth (paper: 800k images)
+    stable_epochs: int = 2  # epochs at alpha 1 per resolution (paper: 800k images)
+    batch_sizes: tuple[int, ...] = ()  # one per resolution; (): train.batch_size at every one
+    latent_dim: int = 64  # size of z (paper 512; ours, CPU-sized)
+    fmap_base: int = 256  # channels at side r: min(fmap_base // r, fmap_max) (paper 8192)
+    fmap_max: int = 32  # (paper 512)
+    equalized_lr: bool = True  # weights N(0, 1) scaled by He's constant at run time (paper 4.1)
+    pixel_norm: bool = True  # G: each pixel's feature vector scaled to unit length (paper 4.2)
+    minibatch_std: bool = True  # D: the batch's feature std as one more channel at 4x4 (paper 3)
+    drift: float = 0.001  # epsilon_drift: D's loss gains drift x E[D(real)^2] (paper A.1)
+
+    def epochs(self) -> int:
+        """Epochs the schedule takes: stable at the first resolution, fade + stable at each next."""
+        return self.stable_epochs + (len(self.resolutions) - 1) * (
+            self.fade_epochs + self.stable_epochs
+        )
 
 
 @dataclass(frozen=True)
@@ -246,6 +285,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     cycle: CycleConfig = field(default_factory=CycleConfig)  # family cyclegan only
+    progressive: ProgressiveConfig = field(default_factory=ProgressiveConfig)  # progressive only
     family: str = "gan"  # one of FAMILY_NAMES (docs/families.md)
     seed: int = 0  # default for both streams below
     init_seed: int | None = None  # weights and latents; None: seed
@@ -377,6 +417,7 @@ class RunConfig:
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"device: must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         _validate_cycle(self)
+        _validate_progressive(self)
         if self.monitor.window < 1:
             raise ConfigError("monitor.window: must be >= 1")
 
@@ -430,6 +471,52 @@ def _validate_cycle(cfg: RunConfig) -> None:
             "train.clip_threshold, train.n_critic: family cyclegan takes one D step per G step "
             "and no weight clipping"
         )
+
+
+def _validate_progressive(cfg: RunConfig) -> None:
+    """Progressive growing: a doubling schedule that fits train.epochs; G and D set in its block."""
+    p, t = cfg.progressive, cfg.train
+    if cfg.family != "progressive":
+        if p != ProgressiveConfig():
+            raise ConfigError(f"progressive: only for family progressive, not {cfg.family!r}")
+        return
+    res = p.resolutions
+    if not res or res[0] < 4 or res[0] & (res[0] - 1):
+        raise ConfigError(
+            f"progressive.resolutions: must start at a power of 2 >= 4, got {list(res)}"
+        )
+    if any(b != 2 * a for a, b in zip(res, res[1:], strict=False)):
+        raise ConfigError(
+            f"progressive.resolutions: each side must double the one before, got {list(res)}"
+        )
+    if p.fade_epochs < 0:
+        raise ConfigError(f"progressive.fade_epochs: must be >= 0, got {p.fade_epochs}")
+    for name in ("stable_epochs", "latent_dim", "fmap_base", "fmap_max"):
+        _positive(f"progressive.{name}", getattr(p, name))
+    if p.fmap_base < res[-1]:
+        raise ConfigError(
+            f"progressive.fmap_base: {p.fmap_base} leaves no channel at {res[-1]}x{res[-1]} "
+            f"(channels = fmap_base // side); raise it to at least {res[-1]}"
+        )
+    if p.batch_sizes and (len(p.batch_sizes) != len(res) or min(p.batch_sizes) < 1):
+        raise ConfigError(
+            f"progressive.batch_sizes: one batch size > 0 per resolution ({len(res)}), "
+            f"got {list(p.batch_sizes)}"
+        )
+    if p.drift < 0:
+        raise ConfigError(f"progressive.drift: must be >= 0, got {p.drift}")
+    if t.epochs < p.epochs():
+        raise ConfigError(
+            f"train.epochs: {t.epochs} is shorter than the progressive schedule, which takes "
+            f"{p.epochs()} epochs (stable_epochs + fade_epochs + stable_epochs per growth)"
+        )
+    if cfg.generator != GeneratorConfig() or cfg.discriminator != DiscriminatorConfig():
+        raise ConfigError(
+            "generator, discriminator: do not apply to family progressive (its networks are "
+            "set in the progressive block)"
+        )
+    if cfg.conditional:
+        raise ConfigError("conditional: family progressive is unconditional")
 
 
 def _positive(name: str, value: float) -> None:

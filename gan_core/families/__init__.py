@@ -6,10 +6,15 @@ from ..config import ConfigError
 from .base import Family, Streams
 from .cyclegan import CycleGanFamily
 from .gan import GanFamily
+from .progressive import ProgressiveFamily
 
 __all__ = ["FAMILIES", "Family", "Streams", "get_family"]
 
-FAMILIES: dict[str, type[Family]] = {"gan": GanFamily, "cyclegan": CycleGanFamily}
+FAMILIES: dict[str, type[Family]] = {
+    "gan": GanFamily,
+    "cyclegan": CycleGanFamily,
+    "progressive": ProgressiveFamily,
+}
 
 
 def get_family(name: str) -> type[Family]:
