@@ -237,9 +237,12 @@ class ProgressiveFamily(GanFamily):
     def figures(
         self, directory: Path, position: int, generator: torch.Generator
     ) -> dict[str, str | os.PathLike]:
-        """A sample grid at the current resolution (pixels enlarged to the data's side)."""
+        """samples.png: a grid at the current resolution, pixels enlarged to the data's side.
+
+        The name every family's sample grid has (sweep reports and MLflow pick it up); the
+        records' `progressive/resolution` says which resolution it shows.
+        """
         from ..plots import save_sample_grid
 
         samples = self.generate(self.cfg.eval.samples_grid, position, None, generator).cpu()
-        path = directory / f"samples_{self.resolution()}px.png"
-        return {"samples": save_sample_grid(samples, path)}
+        return {"samples": save_sample_grid(samples, directory / "samples.png")}
