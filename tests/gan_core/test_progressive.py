@@ -107,22 +107,24 @@ def test_quality_improves_over_the_stages_over_seeds():
     # Digits at 16 px grown 4 -> 8 -> 16, three seeds as one pack, two critic steps per G step
     # (at one, as the paper, quality swings more between epochs at these few steps). Quality is
     # scored on samples upsampled to 16 px (quality/fid_rel: 0 real-like, 1 noise-like).
-    # Measured at the end of the 4, 8 and 16 px stages: seed 0 0.25, 0.24, 0.09; seed 1 0.08,
-    # 0.16, 0.03; seed 2 0.21, 0.22, 0.05. The classifier's features barely see a 4 px
-    # digit's blocks (the digits are 8x8 images resized), so 4 -> 8 px is no reliable gain in
-    # this metric; the full growth is, for every seed.
+    # Measured at the end of the 4, 8 and 16 px stages, seeds 0-5:
+    #   0.25 0.24 0.09 | 0.08 0.16 0.03 | 0.21 0.22 0.05 | 0.07 0.13 0.08 | 0.08 0.21 0.06 |
+    #   0.16 0.14 0.04. The classifier's features see little of a 4 px digit's blocks (real
+    # digits pooled to 4 px and enlarged score 0.135, to 8 px 0.013), so a single seed's
+    # 4 -> 8 px step is no reliable gain in this metric; the growth to 16 px is, on average.
     cfg = _cfg(progressive={"fade_epochs": 2, "stable_epochs": 2},
                train={"epochs": 10, "steps_per_epoch": 20, "batch_size": 32, "n_critic": 2},
                eval={"every": 2, "n_samples": 500})
     trainer = Trainer(cfg, members=[Member(s, s) for s in range(3)])
     for _ in trainer.epochs():
         pass
+    # the last evaluation at each resolution: epochs 2 (4 px), 6 (8 px), 10 (16 px)
+    rel = torch.tensor([[h[e - 1]["quality/fid_rel"] for e in (2, 6, 10)] for h in trainer.history])
     for h in trainer.history:
-        # the last evaluation at each resolution: epochs 2 (4 px), 6 (8 px), 10 (16 px)
-        rel = [h[e - 1]["quality/fid_rel"] for e in (2, 6, 10)]
         assert [h[e - 1]["progressive/resolution"] for e in (2, 6, 10)] == [4, 8, 16]
-        assert rel[2] < min(rel[:2]), rel
-        assert rel[2] < 0.2, rel
+    mean = rel.mean(0)
+    assert mean[2] < 0.7 * mean[:2].min(), rel
+    assert (rel[:, 2] < 0.15).all(), rel  # noise scores 1
     assert {v.status for v in trainer.verdicts()} == {"stable"}
 
 
@@ -152,7 +154,8 @@ def test_resume_in_the_middle_of_a_fade_is_exact(tmp_path):
 
 def test_a_pack_equals_solo_runs():
     # Grouped convolutions sum in another order than a run alone; measured over a stable,
-    # a fade and a stable epoch (12 steps): every record key to 1e-4 relative.
+    # a fade and a stable epoch (12 steps): every record key within 4e-6 relative, G's
+    # weights within 5e-6.
     cfg = _cfg(train={"epochs": 3}, data={"image_size": 8}, progressive={"resolutions": [4, 8]})
     pack = Trainer(cfg, members=[Member(0, 0), Member(1, 3, g_lr=5e-4)])
     solo = Trainer(cfg, members=[Member(1, 3, g_lr=5e-4)])
@@ -163,7 +166,7 @@ def test_a_pack_equals_solo_runs():
         assert set(a) == set(b)
         for key, value in b.items():
             if isinstance(value, float):
-                assert a[key] == pytest.approx(value, rel=1e-3, abs=1e-5), key
+                assert a[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
     for p, q in zip(pack.G.parameters(), solo.G.parameters(), strict=True):
         torch.testing.assert_close(p[1], q[0], rtol=1e-4, atol=1e-5)
 
