@@ -22,6 +22,7 @@ __all__ = [
     "GeneratorConfig",
     "CycleConfig",
     "SequenceConfig",
+    "ProgressiveConfig",
     "DiscriminatorConfig",
     "MultiScaleConfig",
     "TrainingConfig",
@@ -57,7 +58,7 @@ VANILLA_WARNING = (
 )
 DCGAN_SIZES = (8, 16, 32, 64)
 # GAN families (docs/families.md); each is a class in gan_core.families.FAMILIES.
-FAMILY_NAMES = ("gan", "cyclegan", "sequence")
+FAMILY_NAMES = ("gan", "cyclegan", "sequence", "progressive")
 # Defaults a family sets under the user's values (docs/families.md). CycleGAN: Zhu et al. 2017
 # and its reference implementation (LSGAN, Adam 2e-4 with beta1 0.5, batch 1, patch D).
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -80,6 +81,21 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
             "batch_size": 64,
         },
         "data": {"name": "markov"},
+    },
+    # Progressive growing: Karras et al. 2018 (ProGAN), section 4 and appendix A.1: WGAN-GP
+    # (lambda 10) with one critic step per G step, Adam lr 1e-3 with betas (0, 0.99). Batch 32
+    # and digits grown to 16x16 are ours (CPU-sized; the paper grows CelebA-HQ to 1024).
+    "progressive": {
+        "train": {
+            "loss_type": "wasserstein",
+            "gp_weight": 10.0,
+            "g_lr": 1e-3,
+            "d_lr": 1e-3,
+            "g_betas": (0.0, 0.99),
+            "d_betas": (0.0, 0.99),
+            "batch_size": 32,
+        },
+        "data": {"name": "digits", "image_size": 16},
     },
 }
 
@@ -170,6 +186,29 @@ class SequenceConfig:
     # per batch (CodeGan, seeds/000)
     gp_alpha: Literal["sample", "batch"] = "sample"
     ngram: int = 4  # n of seq/mode_collapse_score's distinct n-grams
+
+
+@dataclass(frozen=True)
+class ProgressiveConfig:
+    """Progressive growing (family: progressive): Karras et al. 2018 (ProGAN) and its code."""
+
+    resolutions: tuple[int, ...] = (4, 8, 16)  # sides, each double the last (paper: 4 ... 1024)
+    fade_epochs: int = 2  # epochs alpha rises 0 -> 1 after each growth (paper: 800k images)
+    stable_epochs: int = 2  # epochs at alpha 1 per resolution (paper: 800k images)
+    batch_sizes: tuple[int, ...] = ()  # one per resolution; (): train.batch_size at every one
+    latent_dim: int = 64  # size of z (paper 512; ours, CPU-sized)
+    fmap_base: int = 256  # channels at side r: min(fmap_base // r, fmap_max) (paper 8192)
+    fmap_max: int = 32  # (paper 512)
+    equalized_lr: bool = True  # weights N(0, 1) scaled by He's constant at run time (paper 4.1)
+    pixel_norm: bool = True  # G: each pixel's feature vector scaled to unit length (paper 4.2)
+    minibatch_std: bool = True  # D: the batch's feature std as one more channel at 4x4 (paper 3)
+    drift: float = 0.001  # epsilon_drift: D's loss gains drift x E[D(real)^2] (paper A.1)
+
+    def epochs(self) -> int:
+        """Epochs the schedule takes: stable at the first resolution, fade + stable at each next."""
+        return self.stable_epochs + (len(self.resolutions) - 1) * (
+            self.fade_epochs + self.stable_epochs
+        )
 
 
 @dataclass(frozen=True)
@@ -309,6 +348,7 @@ class RunConfig:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     cycle: CycleConfig = field(default_factory=CycleConfig)  # family cyclegan only
     sequence: SequenceConfig = field(default_factory=SequenceConfig)  # family sequence only
+    progressive: ProgressiveConfig = field(default_factory=ProgressiveConfig)  # progressive only
     family: str = "gan"  # one of FAMILY_NAMES (docs/families.md)
     seed: int = 0  # default for both streams below
     init_seed: int | None = None  # weights and latents; None: seed
@@ -441,6 +481,7 @@ class RunConfig:
             raise ConfigError(f"device: must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         _validate_cycle(self)
         _validate_sequence(self)
+        _validate_progressive(self)
         if self.monitor.window < 1:
             raise ConfigError("monitor.window: must be >= 1")
 
@@ -499,9 +540,19 @@ def _validate_cycle(cfg: RunConfig) -> None:
 def _validate_sequence(cfg: RunConfig) -> None:
     """Sequence GANs: their networks are set in `sequence`; no image-only options."""
     s, t = cfg.sequence, cfg.train
-    for name in ("length", "vocab_size", "markov_successors", "latent_dim", "g_channels",
-                 "d_channels", "n_blocks", "kernel_size", "power_iterations", "ngram",
-                 "temperature"):
+    for name in (
+        "length",
+        "vocab_size",
+        "markov_successors",
+        "latent_dim",
+        "g_channels",
+        "d_channels",
+        "n_blocks",
+        "kernel_size",
+        "power_iterations",
+        "ngram",
+        "temperature",
+    ):
         _positive(f"sequence.{name}", getattr(s, name))
     if s.temperature_final is not None:
         _positive("sequence.temperature_final", s.temperature_final)
@@ -535,6 +586,52 @@ def _validate_sequence(cfg: RunConfig) -> None:
     for name in ("instance_noise", "feature_matching_weight"):
         if getattr(t, name) != 0:
             raise ConfigError(f"train.{name}: does not apply to family sequence; set it to 0")
+
+
+def _validate_progressive(cfg: RunConfig) -> None:
+    """Progressive growing: a doubling schedule that fits train.epochs; G and D set in its block."""
+    p, t = cfg.progressive, cfg.train
+    if cfg.family != "progressive":
+        if p != ProgressiveConfig():
+            raise ConfigError(f"progressive: only for family progressive, not {cfg.family!r}")
+        return
+    res = p.resolutions
+    if not res or res[0] < 4 or res[0] & (res[0] - 1):
+        raise ConfigError(
+            f"progressive.resolutions: must start at a power of 2 >= 4, got {list(res)}"
+        )
+    if any(b != 2 * a for a, b in zip(res, res[1:], strict=False)):
+        raise ConfigError(
+            f"progressive.resolutions: each side must double the one before, got {list(res)}"
+        )
+    if p.fade_epochs < 0:
+        raise ConfigError(f"progressive.fade_epochs: must be >= 0, got {p.fade_epochs}")
+    for name in ("stable_epochs", "latent_dim", "fmap_base", "fmap_max"):
+        _positive(f"progressive.{name}", getattr(p, name))
+    if p.fmap_base < res[-1]:
+        raise ConfigError(
+            f"progressive.fmap_base: {p.fmap_base} leaves no channel at {res[-1]}x{res[-1]} "
+            f"(channels = fmap_base // side); raise it to at least {res[-1]}"
+        )
+    if p.batch_sizes and (len(p.batch_sizes) != len(res) or min(p.batch_sizes) < 1):
+        raise ConfigError(
+            f"progressive.batch_sizes: one batch size > 0 per resolution ({len(res)}), "
+            f"got {list(p.batch_sizes)}"
+        )
+    if p.drift < 0:
+        raise ConfigError(f"progressive.drift: must be >= 0, got {p.drift}")
+    if t.epochs < p.epochs():
+        raise ConfigError(
+            f"train.epochs: {t.epochs} is shorter than the progressive schedule, which takes "
+            f"{p.epochs()} epochs (stable_epochs + fade_epochs + stable_epochs per growth)"
+        )
+    if cfg.generator != GeneratorConfig() or cfg.discriminator != DiscriminatorConfig():
+        raise ConfigError(
+            "generator, discriminator: do not apply to family progressive (its networks are "
+            "set in the progressive block)"
+        )
+    if cfg.conditional:
+        raise ConfigError("conditional: family progressive is unconditional")
 
 
 def _positive(name: str, value: float) -> None:

@@ -88,6 +88,12 @@ not reported, and D too strong in the first epochs only is normal early training
 "Phase 1"). Rules relative to a run's own early level need two windows of history. Quality
 rules read the latest evaluation; their onset is the first of the trailing bad evaluations.
 
+Progressive growing (records with ``progressive/resolution``): losses, D's margin and G's
+gradient norm jump when G and D grow, so the early level of the relative rules (dominance
+margin, vanishing-gradient drop, divergence growth, W-distance phase) is that of the current
+resolution, those rules need two windows at it, and a jump into a resolution is no growth
+towards divergence (whose explosion limits are absolute, so a jump alone never decides it).
+
 Loss awareness: minimax and non_saturating report D outputs as probabilities, so every
 rule applies. least_squares reports raw scores that, with the default targets (a, b) =
 (0, 1), sit on the same scale (Mao et al. 2017, Prop. 1): the D(real)/D(fake) bands and
@@ -207,6 +213,7 @@ class _Context:
     loss: str
     n_modes: int | None
     last_eval: int | None  # index of the latest evaluation epoch, None before the first
+    stage: int = 0  # index of the first record at the latest record's resolution (progressive)
 
 
 @dataclass(frozen=True)
@@ -263,6 +270,22 @@ def _early_level(history: History, key: str, n: int, peak: bool = False) -> floa
     if not values:
         return math.nan
     return max(values) if peak else statistics.median(values)
+
+
+def _stage_start(history: History, index: int) -> int:
+    """First index of the run of records at the resolution of record `index`; 0 without one.
+
+    The progressive family writes `progressive/resolution`: when G and D grow, losses, D's
+    margin and gradient norms jump (Karras et al. 2018), so the rules relative to a run's
+    early level read the early level of the current resolution, and a jump into it is no
+    growth towards divergence. Records of other families lack the key: the whole history.
+    """
+    side = _value(history[index], "progressive/resolution")
+    if not math.isfinite(side):
+        return 0
+    while index > 0 and _value(history[index - 1], "progressive/resolution") == side:
+        index -= 1
+    return index
 
 
 def _trailing_start(history: History, holds: Callable[[Record], bool]) -> int | None:
@@ -332,7 +355,7 @@ def _stuck(
         if ctx.loss not in losses:
             return None
         n = ctx.cfg.window
-        if relative and len(ctx.history) < 2 * n:
+        if relative and len(ctx.history) - ctx.stage < 2 * n:
             return None
         start = _trailing_start(ctx.history, lambda rec: predicate(rec, ctx))
         if start is None or len(ctx.history) - start < n:
@@ -357,8 +380,8 @@ def _margin(rec: Record, loss: str) -> float:
 
 
 def _early_margin(ctx: _Context) -> float:
-    margins = [_margin(r, ctx.loss) for r in ctx.history[: ctx.cfg.window]]
-    return _mean(margins)
+    early = ctx.history[ctx.stage : ctx.stage + ctx.cfg.window]
+    return _mean([_margin(r, ctx.loss) for r in early])
 
 
 def _d_separates(rec: Record, ctx: _Context) -> bool:
@@ -452,10 +475,10 @@ def _growth_start(ctx: _Context, index: int, key: str) -> int:
     divergence_rate from the epoch before and stands above divergence_growth x the key's early
     level: geometric growth, not the slow rise of a healthy critic's loss.
     """
-    cfg = ctx.cfg
-    floor = cfg.divergence_growth * _early_level(ctx.history[:index], key, cfg.window)
+    cfg, stage = ctx.cfg, _stage_start(ctx.history, index)
+    floor = cfg.divergence_growth * _early_level(ctx.history[stage:index], key, cfg.window)
     start = index
-    for j in range(index - 1, 0, -1):
+    for j in range(index - 1, stage, -1):
         v, before = abs(_value(ctx.history[j], key)), abs(_value(ctx.history[j - 1], key))
         if not (math.isfinite(v) and v > floor and v >= cfg.divergence_rate * before):
             break
@@ -715,7 +738,7 @@ def _check_vanishing(ctx: _Context) -> _Finding | None:
     found = _vanishing_absolute(ctx) or _vanishing_drop(ctx)
     if found is None:
         return None
-    early = _early_level(ctx.history, "grad/g_norm", ctx.cfg.window, peak=True)
+    early = _early_level(ctx.history[ctx.stage :], "grad/g_norm", ctx.cfg.window, peak=True)
     if math.isfinite(early):
         found.evidence["grad/g_norm_early"] = early
     return found
@@ -731,22 +754,23 @@ def _vanishing_drop(ctx: _Context) -> _Finding | None:
     keeps one spike from hiding a vanished gradient. The peak of the first window is the early
     level: a D that saturates within the first epochs has already cut the median.
     """
-    n = ctx.cfg.window
+    n, stage = ctx.cfg.window, ctx.stage
     g = [_value(r, "grad/g_norm") for r in ctx.history]
-    if len(g) < 2 * n:
+    if len(g) - stage < 2 * n:
         return None
-    limit = ctx.cfg.vanishing_grad_drop * _early_level(ctx.history, "grad/g_norm", n, peak=True)
+    early = _early_level(ctx.history[stage:], "grad/g_norm", n, peak=True)
+    limit = ctx.cfg.vanishing_grad_drop * early
 
     def low(t: int) -> bool:
-        values = [v for v in g[max(0, t - n + 1) : t + 1] if math.isfinite(v)]
+        values = [v for v in g[max(stage, t - n + 1) : t + 1] if math.isfinite(v)]
         return bool(values) and statistics.median(values) < limit
 
     t = len(g)
-    while t > n and low(t - 1):
+    while t > stage + n and low(t - 1):
         t -= 1
     if len(g) - t < n:
         return None
-    start = next((i for i in range(max(0, t - n + 1), len(g)) if g[i] < limit), t)
+    start = next((i for i in range(max(stage, t - n + 1), len(g)) if g[i] < limit), t)
     evidence = _window_means(ctx, ("grad/g_norm", "d/fake"))
     return _Finding(
         start,
@@ -844,7 +868,8 @@ def _score_phase(ctx: _Context) -> str:
     last window moved less than `w_flat` x |peak| from the window before; else competitive.
     """
     n = ctx.cfg.window
-    w = [v for v in (_value(r, "loss/w_dist") for r in ctx.history) if math.isfinite(v)]
+    w = [_value(r, "loss/w_dist") for r in ctx.history[ctx.stage :]]
+    w = [v for v in w if math.isfinite(v)]
     if len(w) < 2 * n:
         return "early"
     peak = max(range(len(w)), key=lambda i: w[i])
@@ -866,7 +891,8 @@ def _context(history: History, cfg: MonitorConfig, loss: str, n_modes: int | Non
         )
     if n_modes is not None and n_modes < 1:
         raise ValueError(f"monitor: n_modes must be >= 1, got {n_modes}")
-    return _Context(history, cfg, loss, n_modes, _latest_evaluation(history))
+    stage = _stage_start(history, len(history) - 1)
+    return _Context(history, cfg, loss, n_modes, _latest_evaluation(history), stage)
 
 
 def assess(

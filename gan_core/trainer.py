@@ -136,6 +136,7 @@ class Trainer:
         while self.epoch < self.cfg.train.epochs and any(self.active):
             self._compact()
             self._apply_lr_schedule()
+            self.family.begin_epoch(self.epoch)
             start = time.perf_counter()
             stats = self._train_epoch()
             self.epoch += 1

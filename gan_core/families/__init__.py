@@ -6,6 +6,7 @@ from ..config import ConfigError
 from .base import Family, Streams
 from .cyclegan import CycleGanFamily
 from .gan import GanFamily
+from .progressive import ProgressiveFamily
 from .sequence import SequenceFamily
 
 __all__ = ["FAMILIES", "Family", "Streams", "get_family"]
@@ -14,6 +15,7 @@ FAMILIES: dict[str, type[Family]] = {
     "gan": GanFamily,
     "cyclegan": CycleGanFamily,
     "sequence": SequenceFamily,
+    "progressive": ProgressiveFamily,
 }
 
 

@@ -116,3 +116,7 @@ class Family(ABC):
     def lr_factor(self, epoch: int) -> float:
         """Family learning-rate factor for the coming epoch (after `epoch` done); 1 = none."""
         return 1.0
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Called before each epoch trains (`epoch` done so far): a schedule's hook; none here."""
+        return None
