@@ -18,6 +18,7 @@ Writes bench/peer.json.
 
     python bench/peer.py                      # 16 seeds at batch 32 and 256, about 10 minutes
     python bench/peer.py --batches 32 --seeds 16 --epochs 30
+    python bench/peer.py --batches 256 --peer-first    # the other order, against load drift
 
 Target (issue 19): >= 2x on the 16-seed grids on this 2-core CPU.
 """
@@ -169,6 +170,7 @@ def main() -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=[32, 256])
     parser.add_argument("--seeds", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=30, help="epochs of 100 G steps per run")
+    parser.add_argument("--peer-first", action="store_true", help="run the peer side first")
     parser.add_argument("--side", choices=["peer", "gansweep"], help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -179,15 +181,16 @@ def main() -> int:
     results: dict[str, Any] = {
         "date": datetime.now(timezone.utc).date().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "seeds": args.seeds, "epochs": args.epochs, "cases": {},
+        "seeds": args.seeds, "epochs": args.epochs, "peer_first": args.peer_first, "cases": {},
     }
     for batch in args.batches:
         base = json.loads(json.dumps(BASE))
         base["train"] |= {"batch_size": batch, "epochs": args.epochs}
         with tempfile.TemporaryDirectory(prefix="gansweep-peer-") as tmp:
             load_before = _load()
-            ours = _side("gansweep", base, args, Path(tmp))
-            peer = _side("peer", base, args, Path(tmp))
+            order = ["peer", "gansweep"] if args.peer_first else ["gansweep", "peer"]
+            sides = {side: _side(side, base, args, Path(tmp)) for side in order}
+            ours, peer = sides["gansweep"], sides["peer"]
         ratio = peer["wall_s"] / ours["wall_s"]
         results["cases"][f"b{batch}"] = {
             "gansweep": ours, "peer": peer, "throughput_vs_plain_tune": round(ratio, 3),
