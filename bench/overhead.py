@@ -29,6 +29,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -79,6 +80,7 @@ def run(sweep: Path, workdir: Path, trial_epochs: int | None = None) -> dict:
     # evaluations, checkpoints, figures, result round trips; per core), and after the last
     # trial (shutdown). Trial start and finish times are stored to the second.
     before_first = (first_start - pd.Timestamp(started)).total_seconds()
+    per_trial = tune_trial_overheads(workdir / "sweep", epochs)
     after_last = wall - (last_finish - pd.Timestamp(started)).total_seconds()
     return {
         "sweep": str(sweep.relative_to(ROOT) if sweep.is_relative_to(ROOT) else sweep),
@@ -96,10 +98,32 @@ def run(sweep: Path, workdir: Path, trial_epochs: int | None = None) -> dict:
         "evaluation_per_core_s": round(evaluation / cores_used, 2),
         "after_last_trial_s": round(after_last, 2),
         "sweep_overhead_ratio": round(wall / ideal, 3),
+        "tune_trials": len(per_trial),
+        "overhead_per_trial_s": round(sum(per_trial) / len(per_trial), 2),
+        "overhead_per_run_s": round(sum(per_trial) / len(trials), 2),
         "trial_overhead_ratio": round(trial_wall / training, 3),
         "date": datetime.now(timezone.utc).date().isoformat(),
         "machine": f"{platform.machine()}, {cores} cores, {platform.python_version()}",
     }
+
+
+def tune_trial_overheads(root: Path, epochs: Any) -> list[float]:
+    """Each Tune trial's time beyond its training epochs (a pack counts once).
+
+    A trial's time is Tune's `time_total_s` of its last result (set-up, epochs, evaluations,
+    reports, checkpoints and the final figures); its training is the epoch times of its first
+    member (a pack's members share their epochs).
+    """
+    out = []
+    for result in sorted((root / "tune").glob("*/*/result.json")):
+        lines = result.read_text().splitlines()
+        if not lines:
+            continue
+        last = json.loads(lines[-1])
+        first = last["config"]["trial"]["members"][0]["trial_id"]
+        training = float(epochs.loc[epochs.trial_id == first, "time/epoch_s"].sum())
+        out.append(float(last["time_total_s"]) - training)
+    return out
 
 
 def main() -> int:
@@ -121,6 +145,12 @@ def main() -> int:
         f"({result['evaluation_per_core_s']} s of it quality evaluation), "
         f"{result['after_last_trial_s']} s after the last"
     )
+    print(
+        f"{result['tune_trials']} Tune trials; beyond training, each took "
+        f"{result['overhead_per_trial_s']} s on average (set-up, evaluations, reports, "
+        f"checkpoints, final figures): {result['overhead_per_run_s']} s of a slot per run"
+    )
+    print(f"overhead_per_trial_s={result['overhead_per_trial_s']}")
     print(f"sweep_overhead_ratio={result['sweep_overhead_ratio']}")
     (HERE / "overhead.json").write_text(json.dumps(result, indent=2) + "\n")
     return 0

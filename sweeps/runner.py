@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .console import tune_verbose
+from .packing import resolve_pack_size
 from .rayauth import AUTH_DISABLED_WARNING, enable_token_auth
 from .recorder import Recorder, describe_os_error, now_iso, say, sync_outcomes
 from .results import FIXED_COLUMNS, SweepTables, varied_paths
@@ -84,6 +85,7 @@ class SweepPlan:
     out_given: bool = False  # --out: exactly this directory (else the next free name-K)
     reserved: bool = False  # its directory is claimed (sweep.json written, see _reserve)
     spec_text: str = ""  # the sweep file as validated (a job's working dir may not last)
+    packing: str = ""  # how the pack size was chosen (grid; said by --dry-run)
 
 
 # ---------------------------------------------------------------------- planning
@@ -176,7 +178,8 @@ def plan_run(
         raise SpecError(
             f"--out: {root} already holds a sweep; `gansweep resume {root}` continues it"
         )
-    packs = pack_plans(plans, spec.execution.pack_seeds)
+    packing = resolve_pack_size(spec, plans, nodes)
+    packs = pack_plans(plans, packing.size)
     # tune.grid_search(values) is this dict; spelled out to keep --dry-run free of Ray imports.
     space = {
         "trial": {
@@ -198,6 +201,7 @@ def plan_run(
         nodes,
         out_given=bool(out),
         spec_text=text,
+        packing=packing.reason,
     )
 
 
@@ -270,11 +274,11 @@ def format_plan(plan: SweepPlan) -> str:
 def _packing_lines(plan: SweepPlan) -> list[str]:
     packs = plan.param_space.get("trial", {}).get("grid_search", [])
     if not packs or len(packs) == plan.n_trials:
-        return []
+        return [f"packing: none ({plan.packing})"] if plan.packing.startswith("auto") else []
     sizes = [len(p["members"]) for p in packs]
     shown = str(max(sizes)) if min(sizes) == max(sizes) else f"{min(sizes)}-{max(sizes)}"
     return [f"packed: {plan.n_trials} runs in {len(packs)} Tune trials of {shown} members "
-            f"(execution.pack_seeds {plan.spec.execution.pack_seeds}); each member is its own row"]
+            f"({plan.packing}); each member is its own row"]
 
 
 def _yaml_ready(value: Any) -> Any:

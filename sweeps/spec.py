@@ -148,7 +148,10 @@ class Execution(_Model):
     storage: UserPath | None = None  # Tune storage (absolute path or URI); None: SWEEP_DIR/tune
     # Grid points that differ only in seeds and learning rates train as one Tune trial, up to
     # this many at once (members of one pack: gan_core's member axis). 1: one trial per point.
-    pack_seeds: int = Field(1, gt=0)
+    # auto: the size whose estimated grid time is shortest, from the model's step time measured
+    # on this machine with 1 member and with a full pack (sweeps/packing.py); 1 where packing
+    # does not pay.
+    pack_seeds: Annotated[int, Field(gt=0)] | Literal["auto"] = "auto"
 
 
 class EarlyStop(_Model):

@@ -3,7 +3,8 @@
 A trial's config is `{"trial": {"members": [{"trial_id", "point"}, ...]}}`; each
 member's RunConfig is the sweep's base with its grid point (or search suggestion)
 applied by `spec.resolve_point`, exactly as the driver resolves it. Grid points that
-differ only in seeds and learning rates share a pack when `execution.pack_seeds` > 1:
+differ only in seeds and learning rates share a pack when `execution.pack_seeds` (by default
+`auto`, sweeps/packing.py) makes packs:
 gan_core's Trainer trains them side by side on its member axis, and each member is
 still its own row and MLflow run.
 

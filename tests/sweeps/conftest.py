@@ -30,6 +30,9 @@ def sweep_dict(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         "epochs": 3,
         "checkpoint_every": 2,
         "grid": {"seed": [0, 1]},
+        # One Tune trial per grid point, as the fault and resume tests expect; packing (and
+        # `auto`, the default) has its own tests.
+        "execution": {"pack_seeds": 1},
         "results_dir": str(tmp_path / "runs"),
         "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
     }
