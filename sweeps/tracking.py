@@ -112,7 +112,7 @@ class Tracker:
         self.parent_run_id: str | None = None
         self.down_reason: str | None = None
         self.model_verdicts: tuple[str, ...] = ("stable",)  # runs whose generator is logged
-        self.sinks: list[MlflowSink] = []
+        self.sinks: set[MlflowSink] = set()  # open child runs (a finished trial's is dropped)
         self._client: Any = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gansweep-mlflow")
 
@@ -252,7 +252,7 @@ class Tracker:
     def finish_parent(self, status: str = "FINISHED") -> None:
         """Close the parent run; an interrupted sweep's unfinished child runs become KILLED."""
         if status != "FINISHED":
-            for sink in self.sinks:
+            for sink in list(self.sinks):
                 sink.interrupt()
         if self.parent_run_id is not None:
             self._call(lambda c: c.set_terminated(self.parent_run_id, status=status))
@@ -271,7 +271,7 @@ class Tracker:
 
     def sink(self, trial_id: str, ray_trial_id: str | None = None) -> MlflowSink:
         sink = MlflowSink(self, trial_id, ray_trial_id)
-        self.sinks.append(sink)
+        self.sinks.add(sink)
         return sink
 
 
