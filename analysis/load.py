@@ -30,6 +30,9 @@ __all__ = [
     "latest_rows",
     "through",
     "THROUGH_KEY",
+    "unify",
+    "conform",
+    "concat",
 ]
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -294,5 +297,43 @@ def read_sweep_table(
         tables.append(table.replace_schema_metadata(None))
     if not tables:
         return pa.table({"trial_id": pa.array([], pa.string())})
-    table = pa.concat_tables(latest_rows(tables), promote_options="permissive")
+    table = concat(latest_rows(tables))
     return table.sort_by("trial_id") if name == "trials" else table
+
+
+def unify(schemas: Sequence[pa.Schema]) -> pa.Schema:
+    """One schema for tables written apart: a column missing in some is null there, an int
+    column that is float elsewhere is float, and one that is text anywhere is text."""
+    fields: dict[str, pa.DataType] = {}
+    for schema in schemas:
+        for field in schema:
+            have = fields.get(field.name)
+            if have is None or pa.types.is_null(have):
+                fields[field.name] = field.type
+            elif have != field.type and not pa.types.is_null(field.type):
+                try:
+                    fields[field.name] = pa.unify_schemas(
+                        [pa.schema([(field.name, have)]), pa.schema([field])],
+                        promote_options="permissive",
+                    ).field(0).type
+                except (pa.ArrowTypeError, pa.ArrowInvalid):
+                    fields[field.name] = pa.string()
+    return pa.schema(list(fields.items()))
+
+
+def conform(table: pa.Table | pa.RecordBatch, schema: pa.Schema) -> pa.Table | pa.RecordBatch:
+    """`table` with exactly `schema`'s columns: those it lacks are null, the others cast."""
+    names = table.schema.names
+    arrays = [
+        table.column(f.name).cast(f.type) if f.name in names else pa.nulls(len(table), f.type)
+        for f in schema
+    ]
+    if isinstance(table, pa.RecordBatch):
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def concat(tables: Sequence[pa.Table]) -> pa.Table:
+    """Tables written apart (a sweep's parts) as one, on their `unify`-ed schema."""
+    schema = unify([t.schema for t in tables])
+    return pa.concat_tables([conform(t, schema) for t in tables])

@@ -64,7 +64,7 @@ class SweepCallback(Callback):
             if trial.status not in ("TERMINATED", "ERROR"):
                 continue
             ids = [m["trial_id"] for m in trial.config["trial"]["members"]]
-            if any(tid not in self.recorder.tables.trials for tid in ids):
+            if any(tid not in self.recorder.done for tid in ids):
                 error = _error_text(trial) if trial.status == "ERROR" else None
                 self.recorder.trial_finished(
                     trial.config,

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import json
 import math
+import queue
 import shutil
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,7 @@ __all__ = [
 
 _PROGRESS_EVERY_S = 15.0
 _SYNC_CHUNK = 256  # trials whose epochs `sync` reads at a time
+_TAKE_LOGGED_EVERY_S = 2.0  # run ids of completed MLflow runs reach the tables this late
 
 
 def say(message: str) -> None:
@@ -84,6 +87,10 @@ class Recorder:
         self.started: dict[str, str] = {}
         self.starts: dict[str, int] = {}  # trial starts this driver saw (retries included)
         self.write_error: OSError | None = None  # the first failed write to the sweep directory
+        # Rows whose MLflow run is being completed by the writer thread, and its answers.
+        self.awaiting: dict[str, dict[str, Any]] = {}
+        self._logged: queue.SimpleQueue[tuple[str, str | None]] = queue.SimpleQueue()
+        self._took_at = time.monotonic()
         self._last_progress = time.monotonic()
         self._t0 = time.monotonic()
 
@@ -243,17 +250,41 @@ class Recorder:
         self.sinks[tid] = sink
         sink.start()
         sink.log_params(outcome.config)
-        logged = sink.finish(
-            outcome.records,
-            outcome_tags(outcome),
-            self.dir.trial_dir(tid),
-            "FAILED" if outcome.status == "error" else "FINISHED",
-        )
-        outcome.mlflow_run_id = sink.run_id if logged else None
         outcome.tracking_uri = self.tracker.uri
-        row = trial_row(outcome, self.meta.get("varied", []))
+        row = trial_row(outcome, self.meta.get("varied", []))  # mlflow_run_id: once complete
+        if sink.run_id is not None and not self.tracker.behind:  # else left for `sync`
+            self.awaiting[tid] = row
+            sink.finish_async(
+                outcome.records,
+                outcome_tags(outcome),
+                self.dir.trial_dir(tid),
+                "FAILED" if outcome.status == "error" else "FINISHED",
+                on_done=self._when_logged(tid, sink.run_id),
+            )
         self.tables.upsert(row, epoch_rows(tid, outcome.records))
         return self._summary(row)
+
+    def _when_logged(self, tid: str, run_id: str) -> Callable[[bool], None]:
+        """What the writer thread calls when the trial's run is complete (or failed)."""
+        return lambda complete: self._logged.put((tid, run_id if complete else None))
+
+    def take_logged(self, force: bool = False) -> None:
+        """Write the run ids of trials whose MLflow run is now complete (every 2 s at most)."""
+        if not force and time.monotonic() - self._took_at < _TAKE_LOGGED_EVERY_S:
+            return
+        self._took_at = time.monotonic()
+        while not self._logged.empty():
+            tid, run_id = self._logged.get()
+            row = self.awaiting.pop(tid, None)
+            if row is not None and run_id is not None and self.write_error is None:
+                self.tables.upsert({**row, "mlflow_run_id": run_id}, None)
+                if tid in self.done:
+                    self.done[tid]["mlflow_run_id"] = run_id
+        if self.write_error is None:
+            try:
+                self.tables.append()
+            except OSError as err:
+                self._write_failed(err)
 
     def _recorded(self, outcome: TrialOutcome, summary: dict[str, Any]) -> None:
         """Its rows are on disk: keep its summary, let go of its records and its sink."""
@@ -271,6 +302,7 @@ class Recorder:
     # ------------------------------------------------------------------ progress
     def progress(self, running: int, force: bool = False) -> None:
         """Every 15 s: finished/running/failed, verdicts, best so far and time left."""
+        self.take_logged(force)
         if not force and time.monotonic() - self._last_progress < _PROGRESS_EVERY_S:
             return
         if not force and not show_progress():
@@ -325,13 +357,17 @@ class Recorder:
     def finish(self, complete: bool) -> None:
         """End of this driver's part: compact the tables, close the parent run, tell what was
         not logged."""
+        for sink in self.sinks.values():  # unfinished trials (an interrupted sweep) keep theirs
+            sink.flush()
+        if self.awaiting:
+            say(f"waiting for MLflow to complete {len(self.awaiting)} run(s)")
+        self.tracker.wait()
+        self.take_logged(force=True)
         if self.write_error is None:
             try:
                 self.tables.flush()
             except OSError as err:
                 self._write_failed(err)
-        for sink in self.sinks.values():  # unfinished trials (an interrupted sweep) keep theirs
-            sink.flush()
         self.tracker.finish_parent("FINISHED" if complete else "KILLED")
         missing = self.unlogged()
         if missing:

@@ -25,7 +25,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from analysis.load import THROUGH_KEY, latest_rows, read_sweep_table, table_sources, through
+from analysis.load import (
+    THROUGH_KEY,
+    concat,
+    conform,
+    latest_rows,
+    read_sweep_table,
+    table_sources,
+    through,
+    unify,
+)
 from gan_core.config import flatten_config
 from gan_core.metric_keys import QUALITY_DIRECTIONS
 
@@ -93,10 +102,13 @@ def _key(value: Any) -> Any:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def _cell(value: Any) -> Any:
+def _param_cell(value: Any) -> Any:
+    """A varied parameter as a cell: containers as JSON text, None as null (not NaN)."""
+    if value is None:
+        return None
     if isinstance(value, (list, tuple, dict)):
         return json.dumps(value)
-    return value
+    return _cell(value)
 
 
 def trial_row(outcome: TrialOutcome, varied: list[str]) -> dict[str, Any]:
@@ -117,7 +129,7 @@ def trial_row(outcome: TrialOutcome, varied: list[str]) -> dict[str, Any]:
     }
     for path in varied:
         if path not in FIXED_COLUMNS.values():
-            row[path] = _cell(flat.get(path))
+            row[path] = _param_cell(flat.get(path))
     verdict = outcome.verdict or {}
     onset = verdict.get("onset_epoch")
     row.update(
@@ -275,7 +287,7 @@ class SweepTables:
             return
         paths = [self._part(name, f, f) for f, _ in sorted(singles)]
         tables = [pq.read_table(p).replace_schema_metadata(None) for p in paths]
-        merged = pa.concat_tables(latest_rows(tables), promote_options="permissive")
+        merged = concat(latest_rows(tables))
         _write(merged, self._part(name, singles[0][0], singles[-1][0]))
         for path in paths:
             path.unlink()
@@ -321,9 +333,8 @@ class SweepTables:
             dropped.append(later & held)
             later |= held
         dropped.reverse()
-        schema = pa.unify_schemas(
-            [pq.read_schema(s).remove_metadata() for s in sources], promote_options="permissive"
-        ).with_metadata({THROUGH_KEY: str(self.seq - 1)})
+        schema = unify([pq.read_schema(s) for s in sources])
+        schema = schema.with_metadata({THROUGH_KEY: str(self.seq - 1)})
         with _atomic(self._file(EPOCHS)) as tmp, pq.ParquetWriter(tmp, schema) as writer:
             batches: list[pa.RecordBatch] = []
             for source, drop in zip(sources, dropped, strict=True):
@@ -331,7 +342,7 @@ class SweepTables:
                     if drop:
                         keep = pc.invert(pc.is_in(batch.column("trial_id"), pa.array(list(drop))))
                         batch = batch.filter(keep)
-                    batches.append(_conform(batch, schema))
+                    batches.append(conform(batch, schema))
                     if sum(len(b) for b in batches) >= _ROW_GROUP:
                         writer.write_table(pa.Table.from_batches(batches, schema))
                         batches = []
@@ -361,18 +372,15 @@ def _trial_ids(path: Path) -> set[str]:
 def _table(rows: list[dict[str, Any]], first: tuple[str, ...]) -> pa.Table:
     """Rows as an Arrow table: a key a row lacks is null, NaN stays NaN (unlike in pandas)."""
     keys = list(dict.fromkeys([*first, *(k for r in rows for k in r)]))
-    return pa.table({k: pa.array([r.get(k) for r in rows]) for k in keys})
+    return pa.table({k: _column([r.get(k) for r in rows]) for k in keys})
 
 
-def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """A batch with exactly `schema`'s columns: absent ones null, the others cast."""
-    n = len(batch)
-    names = batch.schema.names
-    arrays = [
-        batch.column(f.name).cast(f.type) if f.name in names else pa.nulls(n, f.type)
-        for f in schema
-    ]
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+def _column(values: list[Any]) -> pa.Array:
+    """Values as one Arrow column; numbers mixed with text become text (as readers unify)."""
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
 @contextlib.contextmanager
