@@ -261,9 +261,11 @@ def latest_rows(tables: list[pa.Table]) -> list[pa.Table]:
     out = []
     for table in reversed(tables):
         ids = table.column("trial_id")
-        if later:
-            table = table.filter(pc.invert(pc.is_in(ids, pa.array(sorted(later), ids.type))))
-        later.update(str(i) for i in pc.unique(ids).to_pylist())
+        own = {str(i) for i in pc.unique(ids).to_pylist()}
+        replaced = own & later
+        if replaced:
+            table = table.filter(pc.invert(pc.is_in(ids, pa.array(sorted(replaced), ids.type))))
+        later |= own
         out.append(table)
     return out[::-1]
 
@@ -335,5 +337,9 @@ def conform(table: pa.Table | pa.RecordBatch, schema: pa.Schema) -> pa.Table | p
 
 def concat(tables: Sequence[pa.Table]) -> pa.Table:
     """Tables written apart (a sweep's parts) as one, on their `unify`-ed schema."""
+    try:  # the common case, in Arrow: missing columns null, ints widened to floats
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        pass
     schema = unify([t.schema for t in tables])
     return pa.concat_tables([conform(t, schema) for t in tables])

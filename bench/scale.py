@@ -57,10 +57,14 @@ _EVAL_EVERY = 10
 
 def standin_trial(config: dict[str, Any], epochs: int, metrics: int, sleep_s: float) -> None:
     """A Tune trainable that reports what sweeps.trial reports, without training."""
+    import logging
     import random
     import shutil
 
     from ray import tune
+
+    for name in ("ray.train", "ray.tune"):  # as sweeps.trial: no line per checkpoint
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     from sweeps.trial import CKPT_MEMBERS, CKPT_STATE
 
@@ -299,6 +303,57 @@ def _result(
     }
 
 
+def tables_only(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """The results tables alone, as the Recorder writes them, without Ray or MLflow.
+
+    Per finished trial: one part appended (and trials.parquet refreshed when due). Compared
+    with what the old layout paid per trial: a rewrite of both whole tables (`flush`).
+    """
+    import random
+
+    from sweeps.results import SweepTables, epoch_rows
+    from sweeps.sweepdir import SweepDir
+
+    sweep_dir = SweepDir(workdir / "sweep")
+    sweep_dir.write_meta({"name": "scale"})
+    tables = SweepTables(sweep_dir)
+    rng = random.Random(0)
+    keys = _KEYS[: max(0, args.metrics - 3)]
+    costs = []
+    for i in range(args.trials):
+        tid = f"t{i:05d}"
+        records = [
+            {"epoch": e, "step": 100 * e, **{k: rng.random() for k in keys}}
+            for e in range(1, args.epochs + 1)
+        ]
+        final = {f"final/{k}": v for k, v in records[-1].items()}
+        row = {"trial_id": tid, "seed": i, "status": "ok", "epochs_run": args.epochs, **final}
+        t0 = time.perf_counter()
+        tables.upsert(row, epoch_rows(tid, records))
+        tables.append()
+        tables.compact_trials_if_due()
+        costs.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    tables.flush()
+    rewrite = time.perf_counter() - t0
+    k = max(1, args.trials // 10)
+    first, last = 1000 * sum(costs[:k]) / k, 1000 * sum(costs[-k:]) / k
+    return {
+        "mode": "tables-only",
+        "trials": args.trials,
+        "epochs": args.epochs,
+        "metrics": args.metrics,
+        "table_ms_per_trial_first_10pct": round(first, 2),
+        "table_ms_per_trial_last_10pct": round(last, 2),
+        "table_flatness": round(last / first, 3),
+        "rewrite_both_tables_s": round(rewrite, 2),
+        "epochs_parquet_mb": round(sweep_dir.epochs_parquet.stat().st_size / 2**20, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "load_average": os.getloadavg(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="minutes"),
+    }
+
+
 def _label(n: int) -> str:
     return f"{n // 1000}k" if n % 1000 == 0 else str(n)
 
@@ -312,19 +367,24 @@ def main() -> int:
     parser.add_argument("--cpus", type=int, default=32, help="Ray's logical CPUs")
     parser.add_argument("--mlflow", choices=["sqlite", "server", "off"], default="sqlite")
     parser.add_argument("--no-triage", action="store_true")
+    parser.add_argument(
+        "--tables-only", action="store_true", help="time the results tables alone (no Ray)"
+    )
     parser.add_argument("--keep", type=Path, help="keep the sweep directory here")
     args = parser.parse_args()
     os.environ.setdefault("GANSWEEP_VERBOSITY", "quiet")  # no line per trial
+    measure = tables_only if args.tables_only else run
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
-        result = run(args, args.keep.resolve())
+        result = measure(args, args.keep.resolve())
     else:
         with tempfile.TemporaryDirectory(prefix="gansweep-scale-") as tmp:
-            result = run(args, Path(tmp))
+            result = measure(args, Path(tmp))
     for key, value in result.items():
         print(f"{key}={value}")
-    (HERE / f"scale-{args.trials}.json").write_text(json.dumps(result, indent=2) + "\n")
-    return 0 if result["exit_code"] == 0 else 1
+    name = f"scale-{'tables-' if args.tables_only else ''}{args.trials}.json"
+    (HERE / name).write_text(json.dumps(result, indent=2) + "\n")
+    return 0 if result.get("exit_code", 0) == 0 else 1
 
 
 if __name__ == "__main__":

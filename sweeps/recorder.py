@@ -300,15 +300,17 @@ class Recorder:
             say(_finished_line(outcome, len(self.done), self.meta.get("n_trials")))
 
     # ------------------------------------------------------------------ progress
-    def progress(self, running: int, force: bool = False) -> None:
-        """Every 15 s: finished/running/failed, verdicts, best so far and time left."""
+    def progress(self, running: int | Callable[[], int], force: bool = False) -> None:
+        """Every 15 s: finished/running/failed, verdicts, best so far and time left.
+
+        `running` may be a function, called only when the line is printed."""
         self.take_logged(force)
         if not force and time.monotonic() - self._last_progress < _PROGRESS_EVERY_S:
             return
         if not force and not show_progress():
             return
         self._last_progress = time.monotonic()
-        say(self.status_line(running))
+        say(self.status_line(running() if callable(running) else running))
 
     def status_line(self, running: int, elapsed: bool = True) -> str:
         rows = list(self.done.values())

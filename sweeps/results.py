@@ -207,6 +207,7 @@ class SweepTables:
             [through(self._file(n)) for n in _TABLES]
             + [last for n in _TABLES for _, last in _part_ranges(self._folder(n))]
         )
+        self._recent: dict[tuple[str, int], pa.Table] = {}  # single parts this object wrote
         self.compact_s = 0.0  # how long the last compaction of trials.parquet took
         self._compacted_at = -math.inf
 
@@ -269,9 +270,12 @@ class SweepTables:
             return
         seq, rows = self.seq, list(self._rows.values())
         epochs = [r for rows_of in self._epochs.values() for r in rows_of]
+        written = {TRIALS: _table(rows, ("trial_id",))}
         if epochs:
-            _write(_table(epochs, ("trial_id", "epoch")), self._part(EPOCHS, seq, seq))
-        _write(_table(rows, ("trial_id",)), self._part(TRIALS, seq, seq))
+            written[EPOCHS] = _table(epochs, ("trial_id", "epoch"))
+        for name, table in sorted(written.items()):  # epochs first: a trial is done with its row
+            _write(table, self._part(name, seq, seq))
+            self._recent[(name, seq)] = table  # merged from memory, not read back
         self.seq += 1
         self.discard()
         for name in _TABLES:
@@ -285,8 +289,11 @@ class SweepTables:
         singles = [(f, p) for f, p in _part_ranges(self._folder(name)) if f == p]
         if len(singles) < MERGE_AT:
             return
-        paths = [self._part(name, f, f) for f, _ in sorted(singles)]
-        tables = [pq.read_table(p).replace_schema_metadata(None) for p in paths]
+        paths = [self._part(name, f, f) for f, _ in singles]
+        tables = [
+            self._recent.pop((name, f), None) or pq.read_table(p).replace_schema_metadata(None)
+            for (f, _), p in zip(singles, paths, strict=True)
+        ]
         merged = concat(latest_rows(tables))
         _write(merged, self._part(name, singles[0][0], singles[-1][0]))
         for path in paths:
@@ -299,6 +306,7 @@ class SweepTables:
         table = self.read(TRIALS)
         _write(table.replace_schema_metadata({THROUGH_KEY: str(last)}), self._file(TRIALS))
         self._drop_parts(TRIALS, last)
+        self._recent = {key: t for key, t in self._recent.items() if key[0] != TRIALS}
         self.compact_s, self._compacted_at = time.monotonic() - t0, time.monotonic()
 
     def compact_trials_if_due(self) -> None:
@@ -349,6 +357,7 @@ class SweepTables:
             if batches:
                 writer.write_table(pa.Table.from_batches(batches, schema))
         self._drop_parts(EPOCHS, self.seq - 1)
+        self._recent.clear()
 
     def _drop_parts(self, name: str, last: int) -> None:
         """Delete the parts a compacted file now holds."""
