@@ -216,12 +216,13 @@ def _sweep_file(workdir: Path, trials: int, epochs: int, uri: str) -> Path:
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    from sweeps import runner
+
+    runner.configure_ray_env(embedded=True)  # before Tune is imported: it reads them then
     import ray
     from ray import tune
 
-    from sweeps import runner
     from sweeps.callback import SweepCallback
-    from sweeps.rayauth import enable_token_auth
 
     meter, mlflow_meter = Meter(), MlflowMeter()
     meter.wrap(SweepCallback)
@@ -243,8 +244,6 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     else:
         uri = f"sqlite:///{workdir / 'mlflow.db'}"
     path = _sweep_file(workdir, args.trials, args.epochs, uri)
-    enable_token_auth()
-    runner.configure_ray_env(embedded=True)
     ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="WARNING")
     try:
         plan = runner.plan_run(path, out=str(workdir / "sweep"))
