@@ -9,6 +9,8 @@ CPUs (more than the machine's cores), so the driver, not the work, is what is me
 
     python bench/scale.py --trials 1000
     python bench/scale.py --trials 10000 --mlflow server     # a real `mlflow server` (SQLite)
+    python bench/scale.py --tables-only --trials 10000       # the Parquet tables alone
+    python bench/scale.py --tune-memory --trials 1000        # Tune's memory per trial
 
 Prints (and writes to bench/scale-<N>.json):
   driver_ms_per_trial_first_10pct= / _last_10pct=  time the driver's main thread spent in
@@ -353,6 +355,36 @@ def tables_only(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     }
 
 
+def tune_memory(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """What Tune's `Trial` objects hold per trial for results shaped as sweeps.trial reports
+    them (records as nested numbers) and with the records as one JSON string."""
+    import gc
+    import random
+
+    from ray.tune.experiment.trial import Trial
+
+    keys = _KEYS[: max(0, args.metrics - 3)]
+    rng = random.Random(0)
+    out: dict[str, Any] = {"mode": "tune-memory", "trials": args.trials, "epochs": args.epochs}
+    for shape in ("json", "nested"):  # the smaller first: freed memory is reused after
+        gc.collect()
+        before, held = _rss_kb(), []
+        for i in range(args.trials):
+            tid = f"t{i:05d}"
+            trial = Trial("standin", config={"trial": {"members": [{"trial_id": tid}]}}, stub=True)
+            for e in range(1, args.epochs + 1):
+                records = {tid: {"epoch": e, "step": e, **{k: rng.random() for k in keys}}}
+                trial.update_last_result(
+                    {"epoch": e, "training_iteration": e, "done": False, "final": False,
+                     "records": records if shape == "nested" else json.dumps(records)}
+                )  # fmt: skip
+            held.append(trial)
+        gc.collect()
+        out[f"tune_kb_per_trial_{shape}"] = round((_rss_kb() - before) / args.trials, 1)
+        del held
+    return out
+
+
 def _label(n: int) -> str:
     return f"{n // 1000}k" if n % 1000 == 0 else str(n)
 
@@ -369,10 +401,13 @@ def main() -> int:
     parser.add_argument(
         "--tables-only", action="store_true", help="time the results tables alone (no Ray)"
     )
+    parser.add_argument(
+        "--tune-memory", action="store_true", help="Tune's memory per trial for our results"
+    )
     parser.add_argument("--keep", type=Path, help="keep the sweep directory here")
     args = parser.parse_args()
     os.environ.setdefault("GANSWEEP_VERBOSITY", "quiet")  # no line per trial
-    measure = tables_only if args.tables_only else run
+    measure = tune_memory if args.tune_memory else tables_only if args.tables_only else run
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
         result = measure(args, args.keep.resolve())
@@ -381,7 +416,7 @@ def main() -> int:
             result = measure(args, Path(tmp))
     for key, value in result.items():
         print(f"{key}={value}")
-    name = f"scale-{'tables-' if args.tables_only else ''}{args.trials}.json"
+    name = f"scale-{result.get('mode', 'sweep')}-{args.trials}.json"
     (HERE / name).write_text(json.dumps(result, indent=2) + "\n")
     return 0 if result.get("exit_code", 0) == 0 else 1
 
