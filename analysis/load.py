@@ -1,4 +1,10 @@
-"""Readers: a results table from Parquet/CSV, a sweep directory or an MLflow parent run."""
+"""Readers: a results table from Parquet/CSV, a sweep directory or an MLflow parent run.
+
+A sweep directory's tables are `trials.parquet` and `epochs.parquet` plus, while a sweep
+runs (or after its driver was killed), the parts under `parts/trials/` and `parts/epochs/`
+that were appended since the last compaction (docs/CONTRACTS.md); `read_sweep_table` reads
+both as one table.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +14,31 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from analysis.errors import AnalysisInputError
 from analysis.normalize import DEFAULT_SUCCESS, normalize_results
 
-__all__ = ["load_results", "load_epochs", "resolve_source"]
+__all__ = [
+    "load_results",
+    "load_epochs",
+    "resolve_source",
+    "read_sweep_table",
+    "table_sources",
+    "latest_rows",
+    "through",
+    "THROUGH_KEY",
+    "unify",
+    "conform",
+    "concat",
+]
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _TABLE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv"}
+_PART = re.compile(r"^(\d+)-(\d+)\.parquet$")
+THROUGH_KEY = b"gansweep.through"  # a compacted file's metadata: the last part it holds
 
 
 def resolve_source(source: str | Path, tracking_uri: str | None = None) -> tuple[str, str]:
@@ -144,15 +167,17 @@ def _read_table(path: Path, kind: str) -> pd.DataFrame:
 
 
 def _read_sweep_dir(path: Path) -> pd.DataFrame:
-    trials = path / "trials.parquet"
-    if not trials.is_file():
+    if not table_sources(path, "trials"):
         tables = sorted(p.name for p in path.glob("*.parquet")) + sorted(
             p.name for p in path.glob("*.csv")
         )
         hint = f" (found {', '.join(tables[:5])}; pass the file itself)" if tables else ""
         raise AnalysisInputError(f"{path}: not a sweep directory, it has no trials.parquet{hint}")
     meta = _sweep_meta(path)
-    df = _read_table(trials, "parquet")
+    try:
+        df = read_sweep_table(path, "trials").to_pandas()
+    except (OSError, ValueError) as exc:  # pyarrow raises subclasses of these
+        raise AnalysisInputError(f"{path}: cannot read trials.parquet ({exc})") from exc
     df.attrs.update(
         source=str(path),
         sweep_dir=str(path),
@@ -188,18 +213,133 @@ def load_epochs(
     Returns:
         Long table with ``trial_id``, ``epoch`` and the record keys, or None.
     """
-    if sweep_dir is None:
-        return None
-    path = Path(sweep_dir) / "epochs.parquet"
-    if not path.is_file():
+    if sweep_dir is None or not table_sources(Path(sweep_dir), "epochs"):
         return None
     try:
-        epochs = pd.read_parquet(path)
+        table = read_sweep_table(Path(sweep_dir), "epochs", trial_ids=trial_ids)
     except (OSError, ValueError):
         return None
-    if "trial_id" not in epochs.columns or "epoch" not in epochs.columns:
+    if "trial_id" not in table.column_names or "epoch" not in table.column_names:
         return None
+    epochs = table.to_pandas()
     epochs["trial_id"] = epochs["trial_id"].astype(str)
-    if trial_ids is not None:
-        epochs = epochs[epochs["trial_id"].isin(set(trial_ids))]
     return epochs
+
+
+def through(path: Path) -> int:
+    """The last part a compacted table file holds (0: none, or a file from before parts)."""
+    if not path.is_file():
+        return 0
+    metadata = pq.read_schema(path).metadata or {}
+    return int(metadata.get(THROUGH_KEY, b"0"))
+
+
+def table_sources(root: Path, name: str) -> list[Path]:
+    """The files that make up table `name` (trials, epochs) of a sweep directory, oldest first.
+
+    The compacted file, then the parts it does not hold yet. Parts that a merge or a
+    compaction already covers (left by a driver killed before it deleted them) are skipped.
+    """
+    compacted = root / f"{name}.parquet"
+    sources, end = ([compacted] if compacted.is_file() else []), through(compacted)
+    folder = root / "parts" / name
+    found = []
+    for part in folder.glob("*.parquet") if folder.is_dir() else []:
+        match = _PART.match(part.name)
+        if match:
+            found.append((int(match[1]), int(match[2]), part))
+    for _, last, part in sorted(found, key=lambda f: (f[0], -f[1])):
+        if last > end:
+            sources.append(part)
+            end = last
+    return sources
+
+
+def latest_rows(tables: list[pa.Table]) -> list[pa.Table]:
+    """Each trial's rows from the last table that has any: a later part replaces a trial."""
+    later: set[str] = set()
+    out = []
+    for table in reversed(tables):
+        ids = table.column("trial_id")
+        own = {str(i) for i in pc.unique(ids).to_pylist()}
+        replaced = own & later
+        if replaced:
+            table = table.filter(pc.invert(pc.is_in(ids, pa.array(sorted(replaced), ids.type))))
+        later |= own
+        out.append(table)
+    return out[::-1]
+
+
+def read_sweep_table(
+    root: Path,
+    name: str,
+    columns: Sequence[str] | None = None,
+    trial_ids: Sequence[str] | None = None,
+) -> pa.Table:
+    """Table `name` (trials or epochs) of a sweep directory: compacted file and parts as one.
+
+    Read through Arrow: a key a trial never logged is null, a diverged loss NaN.
+
+    Args:
+        root: The sweep directory.
+        name: ``trials`` or ``epochs``.
+        columns: Read only these (``trial_id`` is always read); absent ones are left out.
+        trial_ids: Keep only these trials.
+
+    Returns:
+        One Arrow table; trials sorted by ``trial_id``, epochs in the order they were written.
+    """
+    tables = []
+    for path in table_sources(root, name):
+        names = pq.read_schema(path).names
+        wanted = None if columns is None else [c for c in names if c in {"trial_id", *columns}]
+        table = pq.read_table(path, columns=wanted)
+        if trial_ids is not None:
+            table = table.filter(pc.is_in(table.column("trial_id"), pa.array(list(trial_ids))))
+        tables.append(table.replace_schema_metadata(None))
+    if not tables:
+        return pa.table({"trial_id": pa.array([], pa.string())})
+    table = concat(latest_rows(tables))
+    return table.sort_by("trial_id") if name == "trials" else table
+
+
+def unify(schemas: Sequence[pa.Schema]) -> pa.Schema:
+    """One schema for tables written apart: a column missing in some is null there, an int
+    column that is float elsewhere is float, and one that is text anywhere is text."""
+    fields: dict[str, pa.DataType] = {}
+    for schema in schemas:
+        for field in schema:
+            have = fields.get(field.name)
+            if have is None or pa.types.is_null(have):
+                fields[field.name] = field.type
+            elif have != field.type and not pa.types.is_null(field.type):
+                try:
+                    fields[field.name] = pa.unify_schemas(
+                        [pa.schema([(field.name, have)]), pa.schema([field])],
+                        promote_options="permissive",
+                    ).field(0).type
+                except (pa.ArrowTypeError, pa.ArrowInvalid):
+                    fields[field.name] = pa.string()
+    return pa.schema(list(fields.items()))
+
+
+def conform(table: pa.Table | pa.RecordBatch, schema: pa.Schema) -> pa.Table | pa.RecordBatch:
+    """`table` with exactly `schema`'s columns: those it lacks are null, the others cast."""
+    names = table.schema.names
+    arrays = [
+        table.column(f.name).cast(f.type) if f.name in names else pa.nulls(len(table), f.type)
+        for f in schema
+    ]
+    if isinstance(table, pa.RecordBatch):
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def concat(tables: Sequence[pa.Table]) -> pa.Table:
+    """Tables written apart (a sweep's parts) as one, on their `unify`-ed schema."""
+    try:  # the common case, in Arrow: missing columns null, ints widened to floats
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        pass
+    schema = unify([t.schema for t in tables])
+    return pa.concat_tables([conform(t, schema) for t in tables])

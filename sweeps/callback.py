@@ -64,7 +64,7 @@ class SweepCallback(Callback):
             if trial.status not in ("TERMINATED", "ERROR"):
                 continue
             ids = [m["trial_id"] for m in trial.config["trial"]["members"]]
-            if any(tid not in self.recorder.tables.trials for tid in ids):
+            if any(tid not in self.recorder.done for tid in ids):
                 error = _error_text(trial) if trial.status == "ERROR" else None
                 self.recorder.trial_finished(
                     trial.config,
@@ -116,7 +116,9 @@ class SweepCallback(Callback):
             stop(signal.SIGUSR1, None)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        self.recorder.progress(sum(t.status == "RUNNING" for t in trials))
+        # Counted only when the line is printed: Tune calls this every few milliseconds, and
+        # a count over all trials each time would grow with the sweep.
+        self.recorder.progress(lambda: sum(t.status == "RUNNING" for t in trials))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         if not self._reconciled:  # a restore with nothing left to run has no step

@@ -3,18 +3,24 @@
 `Recorder` turns Tune's trial events into the sweep's outputs: per-epoch records go
 to each trial's MLflow sink as they arrive; when a trial ends, its final checkpoint
 (history, verdict, figures, trainer state) is copied into `SWEEP_DIR/trials/<id>/`,
-its row is written to the Parquet tables (atomically, so a killed sweep keeps what
+its rows are appended to the Parquet tables as a new part (so a killed sweep keeps what
 finished) and its MLflow child run is completed. It runs only in the driver.
+
+Its memory does not grow with the sweep's epochs: epoch records are kept only for trials
+still running, and of each finished trial only what the progress line needs (status,
+verdict, objective value, MLflow run id).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import queue
 import shutil
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,6 +43,8 @@ __all__ = [
 ]
 
 _PROGRESS_EVERY_S = 15.0
+_SYNC_CHUNK = 256  # trials whose epochs `sync` reads at a time
+_TAKE_LOGGED_EVERY_S = 2.0  # run ids of completed MLflow runs reach the tables this late
 
 
 def say(message: str) -> None:
@@ -66,6 +74,9 @@ class Recorder:
         self.spec = load_spec(self.dir.spec_path)
         self.meta = self.dir.read_meta()
         self.tables = SweepTables(self.dir)
+        self.metric, self.mode = default_objective(self.spec)
+        self.done = self._done_on_disk()  # finished trials: what the progress line needs
+        self.epochs_done = 0  # epochs of finished trials this driver saw (for time left)
         self.tracker = Tracker(
             self.meta["tracking_uri"], self.meta["experiment"], self.meta["sweep_id"], say
         )
@@ -76,12 +87,31 @@ class Recorder:
         self.started: dict[str, str] = {}
         self.starts: dict[str, int] = {}  # trial starts this driver saw (retries included)
         self.write_error: OSError | None = None  # the first failed write to the sweep directory
+        # Rows whose MLflow run is being completed by the writer thread, and its answers.
+        self.awaiting: dict[str, dict[str, Any]] = {}
+        self._logged: queue.SimpleQueue[tuple[str, str | None]] = queue.SimpleQueue()
+        self._took_at = time.monotonic()
         self._last_progress = time.monotonic()
         self._t0 = time.monotonic()
 
+    def _done_on_disk(self) -> dict[str, dict[str, Any]]:
+        columns = ["status", "verdict", "mlflow_run_id", f"final/{self.metric}"]
+        return {str(r["trial_id"]): r for r in self.tables.read("trials", columns).to_pylist()}
+
+    def _summary(self, row: dict[str, Any]) -> dict[str, Any]:
+        keys = ("trial_id", "status", "verdict", "mlflow_run_id", f"final/{self.metric}")
+        return {k: row.get(k) for k in keys}
+
     # ------------------------------------------------------------------ lifecycle
     def connect(self) -> None:
-        """Create the store (once, here in the driver) and the sweep's parent run."""
+        """Create the store (once, here in the driver) and the sweep's parent run.
+
+        A resumed sweep's parts (its driver was killed) are compacted first.
+        """
+        try:
+            self.tables.flush()
+        except OSError as err:
+            self._write_failed(err)
         if self.tracker.connect():
             parent = self.tracker.ensure_parent(self.meta.get("parent_run_id"), self.meta["name"])
             if parent != self.meta.get("parent_run_id"):
@@ -125,30 +155,32 @@ class Recorder:
         reported once and the sweep stops; the trial's checkpoint keeps its results, from
         which `gansweep resume` writes the rows later.
         """
-        outcomes: list[TrialOutcome] = []
+        stored: list[tuple[TrialOutcome, dict[str, Any]]] = []
         _, _, cfgs = pack_configs(self.spec, config)
         try:
             with _checkpoint_dir(checkpoint) as ckpt:
                 for tid, cfg in zip(member_ids(config), cfgs, strict=True):
-                    old = self.tables.trials.get(tid)
+                    old = self.done.get(tid)
                     if old is not None and old.get("status") != "error":
                         # Already recorded: a restored experiment whose last snapshot predates
                         # the end of this trial resumes it from its final checkpoint, reports again.
+                        self.observed.pop(tid, None)
                         continue
                     outcome = self._outcome(tid, cfg, last_result, ckpt, ray_trial_id, error)
                     if old is not None and outcome.status == "error":
                         continue  # an error row is replaced only by the rerun's result
-                    self._store(outcome)
-                    outcomes.append(outcome)
+                    stored.append((outcome, self._store(outcome)))
+            self.tables.append()  # one part for the trial (all members of a pack)
+            self.tables.compact_trials_if_due()
         except OSError as err:
             self._write_failed(err)
-        return outcomes
+            return []
+        for outcome, summary in stored:
+            self._recorded(outcome, summary)
+        return [outcome for outcome, _ in stored]
 
     def _write_failed(self, err: OSError) -> None:
-        for tid in list(self.tables.trials):  # rows not on disk are rebuilt by resume
-            if tid not in self.tables.on_disk:
-                del self.tables.trials[tid]
-                self.tables.epochs.pop(tid, None)
+        self.tables.discard()  # rows not on disk are rebuilt by resume
         if self.write_error is None:
             self.write_error = err
             say(f"write error: {describe_os_error(err)}; stopping the sweep (nothing is lost: "
@@ -209,38 +241,79 @@ class Recorder:
         by_epoch.update(self.observed.get(tid, {}))
         return [by_epoch[e] for e in sorted(by_epoch)]
 
-    def _store(self, outcome: TrialOutcome) -> None:
+    def _store(self, outcome: TrialOutcome) -> dict[str, Any]:
+        """Complete the trial's MLflow run and stage its rows (`trial_finished` writes them).
+
+        Returns what the progress line keeps of the trial."""
         tid = outcome.trial_id
         sink = self.sinks.get(tid) or self.tracker.sink(tid, outcome.ray_trial_id)
+        self.sinks[tid] = sink
         sink.start()
         sink.log_params(outcome.config)
-        logged = sink.finish(
-            outcome.records,
-            outcome_tags(outcome),
-            self.dir.trial_dir(tid),
-            "FAILED" if outcome.status == "error" else "FINISHED",
-        )
-        outcome.mlflow_run_id = sink.run_id if logged else None
         outcome.tracking_uri = self.tracker.uri
-        self.tables.upsert(
-            trial_row(outcome, self.meta.get("varied", [])), epoch_rows(tid, outcome.records)
-        )
-        self.tables.flush()
+        row = trial_row(outcome, self.meta.get("varied", []))  # mlflow_run_id: once complete
+        if sink.run_id is not None and not self.tracker.behind:  # else left for `sync`
+            self.awaiting[tid] = row
+            sink.finish_async(
+                outcome.records,
+                outcome_tags(outcome),
+                self.dir.trial_dir(tid),
+                "FAILED" if outcome.status == "error" else "FINISHED",
+                on_done=self._when_logged(tid, sink.run_id),
+            )
+        self.tables.upsert(row, epoch_rows(tid, outcome.records))
+        return self._summary(row)
+
+    def _when_logged(self, tid: str, run_id: str) -> Callable[[bool], None]:
+        """What the writer thread calls when the trial's run is complete (or failed)."""
+        return lambda complete: self._logged.put((tid, run_id if complete else None))
+
+    def take_logged(self, force: bool = False) -> None:
+        """Write the run ids of trials whose MLflow run is now complete (every 2 s at most)."""
+        if not force and time.monotonic() - self._took_at < _TAKE_LOGGED_EVERY_S:
+            return
+        self._took_at = time.monotonic()
+        while not self._logged.empty():
+            tid, run_id = self._logged.get()
+            row = self.awaiting.pop(tid, None)
+            if row is not None and run_id is not None and self.write_error is None:
+                self.tables.upsert({**row, "mlflow_run_id": run_id}, None)
+                if tid in self.done:
+                    self.done[tid]["mlflow_run_id"] = run_id
+        if self.write_error is None:
+            try:
+                self.tables.append()
+            except OSError as err:
+                self._write_failed(err)
+
+    def _recorded(self, outcome: TrialOutcome, summary: dict[str, Any]) -> None:
+        """Its rows are on disk: keep its summary, let go of its records and its sink."""
+        tid = outcome.trial_id
+        self.done[tid] = summary
+        self.epochs_done += len(self.observed.pop(tid, {}))
+        self.started.pop(tid, None)
+        self.starts.pop(tid, None)
+        sink = self.sinks.pop(tid, None)
+        if sink is not None:
+            self.tracker.sinks.discard(sink)
         if show_progress() or outcome.status == "error":
-            say(_finished_line(outcome, len(self.tables.trials), self.meta.get("n_trials")))
+            say(_finished_line(outcome, len(self.done), self.meta.get("n_trials")))
 
     # ------------------------------------------------------------------ progress
-    def progress(self, running: int, force: bool = False) -> None:
-        """Every 15 s: finished/running/failed, verdicts, best so far and time left."""
+    def progress(self, running: int | Callable[[], int], force: bool = False) -> None:
+        """Every 15 s: finished/running/failed, verdicts, best so far and time left.
+
+        `running` may be a function, called only when the line is printed."""
+        self.take_logged(force)
         if not force and time.monotonic() - self._last_progress < _PROGRESS_EVERY_S:
             return
         if not force and not show_progress():
             return
         self._last_progress = time.monotonic()
-        say(self.status_line(running))
+        say(self.status_line(running() if callable(running) else running))
 
     def status_line(self, running: int, elapsed: bool = True) -> str:
-        rows = list(self.tables.trials.values())
+        rows = list(self.done.values())
         total = self.meta.get("n_trials")
         errors = sum(r["status"] == "error" for r in rows)
         pruned = sum(r["status"] == "pruned" for r in rows)
@@ -254,7 +327,7 @@ class Recorder:
         best = self._best(rows)
         if best:
             parts.append(best)
-        finished = self.tables.trials
+        finished = self.done
         live = {t: max(e, default=0) for t, e in self.observed.items() if t not in finished}
         lives = running_text(live, self.spec.base_config().train.epochs)
         if lives and running:
@@ -271,28 +344,32 @@ class Recorder:
         if not total or finished >= total:
             return None
         epochs = self.spec.base_config().train.epochs
-        done = sum(len(e) for e in self.observed.values())
+        done = self.epochs_done + sum(len(e) for e in self.observed.values())
         waiting = max(0, total - finished - len(live))
         left = sum(epochs - e for e in live.values()) + waiting * epochs
         return eta_seconds(done, left, time.monotonic() - self._t0)
 
     def _best(self, rows: list[dict[str, Any]]) -> str | None:
-        metric, mode = default_objective(self.spec)
-        best = best_row(rows, metric, mode)  # the study's notion: final values of complete runs
-        return None if best is None else f"best {best[0]} {metric}={best[1]:.4g}"
+        best = best_row(rows, self.metric, self.mode)  # the study's: final values of complete runs
+        return None if best is None else f"best {best[0]} {self.metric}={best[1]:.4g}"
 
     def unlogged(self) -> list[str]:
-        return sorted(t for t, r in self.tables.trials.items() if not r.get("mlflow_run_id"))
+        return sorted(t for t, r in self.done.items() if not r.get("mlflow_run_id"))
 
     def finish(self, complete: bool) -> None:
-        """End of this driver's part: close the parent run, tell what was not logged."""
-        if self.tables.trials and self.write_error is None:
+        """End of this driver's part: compact the tables, close the parent run, tell what was
+        not logged."""
+        for sink in self.sinks.values():  # unfinished trials (an interrupted sweep) keep theirs
+            sink.flush()
+        if self.awaiting:
+            say(f"waiting for MLflow to complete {len(self.awaiting)} run(s)")
+        self.tracker.wait()
+        self.take_logged(force=True)
+        if self.write_error is None:
             try:
                 self.tables.flush()
             except OSError as err:
                 self._write_failed(err)
-        for sink in self.sinks.values():  # unfinished trials (an interrupted sweep) keep theirs
-            sink.flush()
         self.tracker.finish_parent("FINISHED" if complete else "KILLED")
         missing = self.unlogged()
         if missing:
@@ -384,27 +461,40 @@ def _checkpoint_history(ckpt: Path | None, tid: str) -> list[dict[str, float]]:
 
 
 def sync_outcomes(root: Path, tracker: Tracker) -> tuple[int, int]:
-    """Log every trial of trials.parquet that MLflow lacks; (newly logged, already there)."""
-    tables = SweepTables(SweepDir(root))
+    """Log every trial of the tables that MLflow lacks; (newly logged, already there).
+
+    Epoch rows are read for `_SYNC_CHUNK` trials at a time, so memory stays bounded.
+    """
+    sweep_dir = SweepDir(root)
+    tables = SweepTables(sweep_dir)
+    rows = list(tables.trials.items())
     new = old = 0
-    for tid, row in sorted(tables.trials.items()):
-        sink = tracker.sink(tid, None)
-        if sink.start() is None:
+    for i in range(0, len(rows), _SYNC_CHUNK):
+        chunk = rows[i : i + _SYNC_CHUNK]
+        sinks = {tid: tracker.sink(tid, None) for tid, _ in chunk}
+        if any(sink.start() is None for sink in sinks.values()):
             break
-        if sink.finished:
-            old += 1
-        else:
-            outcome = _outcome_from_row(SweepDir(root), row, tables.epochs.get(tid, []))
-            sink.log_params(outcome.config)
-            if not sink.finish(
-                outcome.records,
-                outcome_tags(outcome),
-                SweepDir(root).trial_dir(tid),
-                "FAILED" if outcome.status == "error" else "FINISHED",
-            ):
-                break
-            new += 1
-        tables.set_run_id(tid, sink.run_id, tracker.uri)
+        missing = [tid for tid, sink in sinks.items() if not sink.finished]
+        epochs = tables.epochs_of(missing) if missing else {}
+        for tid, row in chunk:
+            sink = sinks[tid]
+            if sink.finished:
+                old += 1
+            else:
+                outcome = _outcome_from_row(sweep_dir, row, epochs.get(tid, []))
+                sink.log_params(outcome.config)
+                if not sink.finish(
+                    outcome.records,
+                    outcome_tags(outcome),
+                    sweep_dir.trial_dir(tid),
+                    "FAILED" if outcome.status == "error" else "FINISHED",
+                ):
+                    break
+                new += 1
+            tables.set_run_id(tid, sink.run_id, tracker.uri)
+            tracker.sinks.discard(sink)
+        if tracker.down_reason:
+            break
     tables.flush()
     return new, old
 

@@ -7,9 +7,12 @@ SQLite store, and every MLflow call is in one place that can survive an
 unreachable server. Each child run is found by its `gansweep.trial_id` tag before
 one is created, which makes resume and `gansweep sync` idempotent.
 
-Every call runs on one writer thread, in order. Per-epoch metrics are buffered and posted
-without waiting (a trial waits for the driver to take each result, so a 25 ms SQLite
-write per epoch would stall every trial); everything else waits for its answer.
+Nothing a trial's progress waits for goes through MLflow's queue. Metrics, params, tags,
+artifacts and the closing of a run are posted to one writer thread, in order, without
+waiting: a slow tracking server slows logging, not the sweep. Only finding or creating a
+trial's run waits for an answer, on a second thread that nothing queues behind. The writer's
+backlog is bounded (`MAX_BACKLOG` metric values): past it, a finished trial's run is left
+for `gansweep sync` (its row says so), so a server that cannot keep up costs no memory.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
@@ -38,6 +42,7 @@ ARTIFACT_FILES = ("samples.png", "dynamics.png", "grad_norms.png", "config.json"
 T = TypeVar("T")
 
 _FLUSH_EVERY_S = 2.0  # a running trial's metrics reach MLflow at most this late
+MAX_BACKLOG = 400_000  # metric values queued for the writer (about 100 trials of 4,000)
 
 
 def resolve_tracking_uri(cli_uri: str | None, file_uri: str | None) -> str:
@@ -92,6 +97,9 @@ def _set_client_defaults() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    # With a server MLflow prints two "View run/experiment at" lines per closed run: 20,000
+    # lines for a 10,000-trial sweep. The sweep prints where its runs are once, at the end.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 class Tracker:
@@ -112,9 +120,14 @@ class Tracker:
         self.parent_run_id: str | None = None
         self.down_reason: str | None = None
         self.model_verdicts: tuple[str, ...] = ("stable",)  # runs whose generator is logged
-        self.sinks: list[MlflowSink] = []
+        self.sinks: set[MlflowSink] = set()  # open child runs (a finished trial's is dropped)
+        self.backlog = 0  # metric values posted to the writer and not written yet
+        self._backlog_lock = threading.Lock()
+        self._children: dict[str, str] | None = None  # trial id -> child run, once looked up
         self._client: Any = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gansweep-mlflow")
+        # Finding or creating a run: waited for, so never queued behind the writer's backlog.
+        self._control = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gansweep-mlflow-c")
 
     @property
     def available(self) -> bool:
@@ -150,6 +163,29 @@ class Tracker:
         """Run `fn(client)` on the writer thread without waiting (errors mark tracking down)."""
         self._writer.submit(self._run, fn, False)
 
+    def _post_counted(self, fn: Callable[[], T], values: int) -> Future[T]:
+        """Run `fn()` on the writer thread; its `values` metric values count as backlog."""
+        with self._backlog_lock:
+            self.backlog += values
+
+        def run() -> T:
+            try:
+                return fn()
+            finally:
+                with self._backlog_lock:
+                    self.backlog -= values
+
+        return self._writer.submit(run)
+
+    @property
+    def behind(self) -> bool:
+        """The writer has more than MAX_BACKLOG metric values to write."""
+        return self.backlog > MAX_BACKLOG
+
+    def wait(self) -> None:
+        """Wait until everything posted so far is written."""
+        self._writer.submit(lambda: None).result()
+
     def _run(self, fn: Callable[[Any], T], connecting: bool) -> T | None:
         if self.down_reason is not None or (self.experiment_id is None and not connecting):
             return None
@@ -169,11 +205,11 @@ class Tracker:
             )
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        """Set tags on a run (waits for the answer)."""
+        """Set tags on a run (posted: in order with the rest, without waiting)."""
         from mlflow.entities import RunTag
 
         entries = [RunTag(k, v) for k, v in tags.items()]
-        self._call(lambda c: c.log_batch(run_id, tags=entries))
+        self._post(lambda c: c.log_batch(run_id, tags=entries))
 
     def log_parent(
         self,
@@ -252,7 +288,7 @@ class Tracker:
     def finish_parent(self, status: str = "FINISHED") -> None:
         """Close the parent run; an interrupted sweep's unfinished child runs become KILLED."""
         if status != "FINISHED":
-            for sink in self.sinks:
+            for sink in list(self.sinks):
                 sink.interrupt()
         if self.parent_run_id is not None:
             self._call(lambda c: c.set_terminated(self.parent_run_id, status=status))
@@ -267,11 +303,35 @@ class Tracker:
         return runs[0].info.run_id if runs else None
 
     def find_child(self, trial_id: str) -> str | None:
-        return self._find(f"tags.`gansweep.trial_id` = '{trial_id}'")
+        """The trial's child run, from one look-up of all the sweep's runs (not one per trial:
+        a search among thousands of runs per trial start would grow with the sweep)."""
+        if self._children is None:
+            self._children = self._run(self._all_children, False)
+            if self._children is None:
+                return None
+        return self._children.get(trial_id)
+
+    def _all_children(self, client: Any) -> dict[str, str]:
+        query = f"tags.`gansweep.sweep_id` = '{self.sweep_id}' and tags.`gansweep.kind` = 'trial'"
+        children: dict[str, str] = {}
+        token = None
+        while True:
+            page = client.search_runs(
+                [self.experiment_id],
+                query,
+                max_results=1000,
+                order_by=["attributes.start_time ASC"],
+                page_token=token,
+            )
+            for run in page:  # the first run of a trial is its run
+                children.setdefault(run.data.tags.get("gansweep.trial_id", ""), run.info.run_id)
+            token = page.token
+            if not token:
+                return children
 
     def sink(self, trial_id: str, ray_trial_id: str | None = None) -> MlflowSink:
         sink = MlflowSink(self, trial_id, ray_trial_id)
-        self.sinks.append(sink)
+        self.sinks.add(sink)
         return sink
 
 
@@ -304,7 +364,7 @@ class MlflowSink:
     Hides MLflow's quirks: params are flattened and truncated to MLflow's limits,
     metrics are buffered and posted in one `log_batch` every few seconds, and an epoch
     already in the run (a retried trial, a resumed driver, a second sync) is never logged
-    twice.
+    twice. Only `start` waits for MLflow; `finish_async` closes the run on the writer.
     """
 
     def __init__(self, tracker: Tracker, trial_id: str, ray_trial_id: str | None = None):
@@ -313,7 +373,8 @@ class MlflowSink:
         self.ray_trial_id = ray_trial_id
         self.run_id: str | None = None
         self.finished = False
-        self._steps: set[int] = set()
+        self._had: set[int] = set()  # steps the run held when this sink found it
+        self._logged: set[int] = set()  # steps this sink has posted
         self._params: set[str] = set()
         self._pending: list[Any] = []  # mlflow Metric entries not posted yet
         self._posted_at = time.monotonic()
@@ -323,16 +384,20 @@ class MlflowSink:
         t = self.tracker
         if self.run_id is not None or not t.available:
             return self.run_id
+        return t._control.submit(self._start_here).result()
+
+    def _start_here(self) -> str | None:
+        t = self.tracker
         run_id = t.find_child(self.trial_id)
         if run_id is not None:
-            run = t._call(lambda c: c.get_run(run_id))
+            run = t._run(lambda c: c.get_run(run_id), False)
             if run is not None:
                 self._params = set(run.data.params)
                 self.finished = run.info.status in ("FINISHED", "FAILED")
-                history = t._call(lambda c: c.get_metric_history(run_id, "epoch")) or []
-                self._steps = {m.step for m in history}
+                history = t._run(lambda c: c.get_metric_history(run_id, "epoch"), False) or []
+                self._had = {m.step for m in history}
                 if not self.finished:
-                    t._call(lambda c: c.update_run(run_id, status="RUNNING"))
+                    t._run(lambda c: c.update_run(run_id, status="RUNNING"), False)
         else:
             tags = {
                 **context_tags(),
@@ -344,15 +409,17 @@ class MlflowSink:
                 tags["mlflow.parentRunId"] = t.parent_run_id
             if self.ray_trial_id:
                 tags["gansweep.ray_trial_id"] = self.ray_trial_id
-            run = t._call(
-                lambda c: c.create_run(t.experiment_id, tags=tags, run_name=self.trial_id)
+            run = t._run(
+                lambda c: c.create_run(t.experiment_id, tags=tags, run_name=self.trial_id), False
             )
             run_id = run.info.run_id if run is not None else None
+            if run_id is not None and t._children is not None:
+                t._children[self.trial_id] = run_id
         self.run_id = run_id if t.available else None
         return self.run_id
 
     def log_params(self, config: dict[str, Any]) -> None:
-        """The flattened run config, each value truncated to MLflow's limit."""
+        """The flattened run config, each value truncated to MLflow's limit (posted)."""
         from mlflow.entities import Param
         from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
 
@@ -371,35 +438,47 @@ class MlflowSink:
         ]
         if params and not self._params:  # a new run: give it a name a person can read
             self.tracker.set_tags(self.run_id, {"mlflow.runName": run_name(self.trial_id, config)})
+        run_id = self.run_id
         for i in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):
             chunk = params[i : i + MAX_PARAMS_TAGS_PER_BATCH]
-            self.tracker._call(lambda c, chunk=chunk: c.log_batch(self.run_id, params=chunk))
+            self.tracker._post(lambda c, chunk=chunk: c.log_batch(run_id, params=chunk))
         self._params.update(p.key for p in params)
 
     def log(self, metrics: dict[str, float], step: int) -> None:
-        """One epoch's record: buffered, posted with the others every few seconds."""
+        """One epoch's record: buffered, posted with the others every few seconds.
+
+        With the writer MAX_BACKLOG behind, the record is not queued: `finish` (or `sync`)
+        logs it from the trial's history later.
+        """
         from mlflow.entities import Metric
 
-        if self.run_id is None or step in self._steps:
+        if self.run_id is None or step in self._logged or step in self._had:
+            return
+        if self.tracker.behind:
             return
         now = int(time.time() * 1000)
         self._pending += [
             Metric(k, _number(v), now, step) for k, v in metrics.items() if _is_number(v)
         ]
-        self._steps.add(step)
+        self._logged.add(step)
         if time.monotonic() - self._posted_at >= _FLUSH_EVERY_S:
             self.flush()
 
     def flush(self) -> None:
         """Post the buffered metrics now (in order, after everything posted before)."""
-        from mlflow.utils.validation import MAX_METRICS_PER_BATCH
-
         entries, self._pending = self._pending, []
         self._posted_at = time.monotonic()
-        run_id = self.run_id
+        if entries:
+            run_id = self.run_id
+            self.tracker._post_counted(lambda: self._write_metrics(run_id, entries), len(entries))
+
+    def _write_metrics(self, run_id: str | None, entries: list[Any]) -> None:
+        """On the writer thread: `log_batch` within MLflow's limit per call."""
+        from mlflow.utils.validation import MAX_METRICS_PER_BATCH
+
         for i in range(0, len(entries), MAX_METRICS_PER_BATCH):
             chunk = entries[i : i + MAX_METRICS_PER_BATCH]
-            self.tracker._post(lambda c, chunk=chunk: c.log_batch(run_id, metrics=chunk))
+            self.tracker._run(lambda c, chunk=chunk: c.log_batch(run_id, metrics=chunk), False)
 
     def finish(
         self,
@@ -410,19 +489,53 @@ class MlflowSink:
     ) -> bool:
         """Fill in missing epochs, set the outcome tags, upload artifacts, close the run.
 
-        Returns True when the run is complete in MLflow.
+        Waits; returns True when the run is complete in MLflow.
         """
-        if self.start() is None:
-            return False
-        if self.finished:
-            return True
-        from mlflow.entities import RunTag
+        return self.finish_async(records, tags, artifacts, status).result()
 
-        state = _load_checkpoint(artifacts)
-        for record in _with_nans(records, state, artifacts):
-            self.log(record, int(record.get("epoch", 0)))
+    def finish_async(
+        self,
+        records: list[dict[str, float]],
+        tags: dict[str, str],
+        artifacts: Path | None,
+        status: str = "FINISHED",
+        on_done: Callable[[bool], None] | None = None,
+    ) -> Future[bool]:
+        """`finish` on the writer thread, after everything posted before; `on_done(complete)`
+        is called there when it is done."""
+        if self.start() is None or self.finished:
+            done: Future[bool] = Future()
+            done.set_result(self.finished)
+            if on_done is not None:
+                on_done(self.finished)
+            return done
         self.flush()
+        values = sum(len(r) for r in records)
+        return self.tracker._post_counted(
+            lambda: self._finish_here(records, tags, artifacts, status, on_done), values
+        )
+
+    def _finish_here(
+        self,
+        records: list[dict[str, float]],
+        tags: dict[str, str],
+        artifacts: Path | None,
+        status: str,
+        on_done: Callable[[bool], None] | None,
+    ) -> bool:
+        from mlflow.entities import Metric, RunTag
+
         t = self.tracker
+        state = _load_checkpoint(artifacts)
+        now = int(time.time() * 1000)
+        entries = []
+        for record in _with_nans(records, state, artifacts):
+            step = int(record.get("epoch", 0))
+            if step not in self._had and step not in self._logged:
+                entries += [Metric(k, _number(v), now, step) for k, v in record.items()
+                            if _is_number(v)]  # fmt: skip
+                self._logged.add(step)
+        self._write_metrics(self.run_id, entries)
         tags = dict(tags)
         if tags.get("gansweep.pruned") == "true":  # stopped by the scheduler: censored, no failure
             last = max((int(r.get("epoch", 0)) for r in records), default=0)
@@ -431,15 +544,18 @@ class MlflowSink:
             tags["gansweep.pruned_at_epoch"] = str(last)
             status = "FINISHED"
         run_tags = [RunTag(k, v) for k, v in tags.items()]
-        t._call(lambda c: c.log_batch(self.run_id, tags=run_tags))
+        t._run(lambda c: c.log_batch(self.run_id, tags=run_tags), False)
         if artifacts is not None and artifacts.is_dir():
             for name in ARTIFACT_FILES:
                 if (artifacts / name).is_file():
-                    t._call(lambda c, p=artifacts / name: c.log_artifact(self.run_id, str(p)))
+                    path = str(artifacts / name)
+                    t._run(lambda c, p=path: c.log_artifact(self.run_id, p), False)
         if tags.get("gansweep.verdict") in t.model_verdicts and state is not None:
-            t._writer.submit(self._log_model, state, artifacts).result()
-        t._call(lambda c: c.set_terminated(self.run_id, status=status))
+            self._log_model(state, artifacts)
+        t._run(lambda c: c.set_terminated(self.run_id, status=status), False)
         self.finished = t.available
+        if on_done is not None:
+            on_done(self.finished)
         return self.finished
 
     def _log_model(self, state: dict[str, Any], artifacts: Path | None) -> None:
@@ -453,10 +569,18 @@ class MlflowSink:
             self.tracker.say(f"{self.trial_id}: generator not logged as a model ({first})")
 
     def interrupt(self) -> None:
-        """Mark a run that was still going when the sweep stopped as KILLED (resume reopens it)."""
-        if self.run_id is not None and not self.finished:
-            self.flush()
-            self.tracker._call(lambda c: c.set_terminated(self.run_id, status="KILLED"))
+        """Mark a run that was still going when the sweep stopped as KILLED (resume reopens it).
+
+        Decided on the writer thread: a run whose `finish` is queued before is not killed."""
+        if self.run_id is None:
+            return
+        self.flush()
+
+        def kill(client: Any) -> None:
+            if not self.finished:
+                client.set_terminated(self.run_id, status="KILLED")
+
+        self.tracker._post(kill)
 
 
 def _load_checkpoint(artifacts: Path | None) -> dict[str, Any] | None:
