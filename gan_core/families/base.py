@@ -17,9 +17,11 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ..config import RunConfig
+from ..config import RunConfig, TrainingConfig
+from ..losses import Loss
+from ..regularizers import PENALTIES
 
-__all__ = ["Family", "Streams", "Objective"]
+__all__ = ["Family", "Streams", "Objective", "add_penalties", "d_output_metrics"]
 
 Batch = tuple[Any, Any]  # (real batch in the family's layout, labels or None)
 Objective = tuple[Tensor, dict[str, Tensor]]  # (per-member loss (M,) with graph, metrics (M,))
@@ -120,3 +122,37 @@ class Family(ABC):
     def begin_epoch(self, epoch: int) -> None:
         """Called before each epoch trains (`epoch` done so far): a schedule's hook; none here."""
         return None
+
+
+def add_penalties(
+    total: Tensor,
+    metrics: dict[str, Tensor],
+    train: TrainingConfig,
+    penalty: Callable[[str], Tensor],
+) -> Tensor:
+    """D's loss plus every registry penalty whose weight is on; each value joins `metrics`.
+
+    `penalty(name)` computes the named penalty on the family's own D inputs.
+    """
+    for name, spec in PENALTIES.items():
+        weight = getattr(train, spec.weight_field)
+        if weight > 0:
+            value = penalty(name)
+            total = total + weight * value
+            metrics[spec.key] = value
+    return total
+
+
+def d_output_metrics(
+    loss: Loss, real_logits: Tensor, fake_logits: Tensor, threshold: Tensor
+) -> dict[str, Tensor]:
+    """The D-side record keys every family writes (logits (M, B); threshold (M,))."""
+    out_real, out_fake = loss.outputs(real_logits), loss.outputs(fake_logits)
+    th = threshold.unsqueeze(-1)
+    return {
+        "loss/w_dist": real_logits.mean(-1) - fake_logits.mean(-1),
+        "d/real": out_real.mean(-1),
+        "d/fake": out_fake.mean(-1),
+        "d/fake_batch_std": out_fake.std(-1),
+        "d/accuracy": 0.5 * ((out_real > th).float().mean(-1) + (out_fake < th).float().mean(-1)),
+    }

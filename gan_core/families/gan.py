@@ -19,8 +19,8 @@ from ..data import Dataset, load_dataset
 from ..layers import member_rand, member_randn
 from ..losses import get_loss, over_scales
 from ..models import build_models
-from ..regularizers import PENALTIES, feature_matching, gradient_penalty, r1_penalty
-from .base import Family, Objective, Streams
+from ..regularizers import feature_matching, gradient_penalty, r1_penalty
+from .base import Family, Objective, Streams, add_penalties, d_output_metrics
 
 __all__ = ["GanFamily"]
 
@@ -113,29 +113,17 @@ class GanFamily(Family):
         fake_logits, _ = self.D(fake_in, fake_labels)
         sizes = self.D.scale_sizes
         r, f = over_scales(lambda a, b: self.loss.d_terms(a, b, t), sizes, real_logits, fake_logits)
-        total = r + f
         metrics: dict[str, Tensor] = {"loss/d_real": r, "loss/d_fake": f}
-        for name, penalty in PENALTIES.items():
-            weight = getattr(t, penalty.weight_field)
-            if weight > 0:
-                value = self._penalty(name, real_in, fake_in, labels, fake_labels)
-                total = total + weight * value
-                metrics[penalty.key] = value
+        total = add_penalties(
+            r + f,
+            metrics,
+            t,
+            lambda name: self._penalty(name, real_in, fake_in, labels, fake_labels),
+        )
+        metrics["loss/d_total"] = total.detach()
         with torch.no_grad():
-            out_real, out_fake = self.loss.outputs(real_logits), self.loss.outputs(fake_logits)
             self._threshold = self.loss.threshold(real_logits, fake_logits, t).detach()
-            th = self._threshold.unsqueeze(-1)
-            metrics.update(
-                {
-                    "loss/d_total": total.detach(),
-                    "loss/w_dist": real_logits.mean(-1) - fake_logits.mean(-1),
-                    "d/real": out_real.mean(-1),
-                    "d/fake": out_fake.mean(-1),
-                    "d/fake_batch_std": out_fake.std(-1),
-                    "d/accuracy": 0.5
-                    * ((out_real > th).float().mean(-1) + (out_fake < th).float().mean(-1)),
-                }
-            )
+            metrics.update(d_output_metrics(self.loss, real_logits, fake_logits, self._threshold))
         return total, metrics
 
     def g_objective(self, batch: Batch, noise_std: float) -> Objective:

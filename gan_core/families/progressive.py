@@ -29,8 +29,7 @@ from ..data import Dataset
 from ..layers import member_randn
 from ..losses import get_loss
 from ..progressive_models import ProgressiveDiscriminator, ProgressiveGenerator
-from ..regularizers import PENALTIES
-from .base import Objective, Streams
+from .base import Objective, Streams, add_penalties, d_output_metrics
 from .gan import GanFamily
 
 __all__ = ["ProgressiveFamily", "Schedule"]
@@ -181,35 +180,20 @@ class ProgressiveFamily(GanFamily):
         real_logits, _ = self.D(real_in)
         fake_logits, _ = self.D(fake_in)
         r, f = self.loss.d_terms(real_logits, fake_logits, t)
-        total = r + f
         metrics: dict[str, Tensor] = {"loss/d_real": r, "loss/d_fake": f}
-        for name, penalty in PENALTIES.items():
-            weight = getattr(t, penalty.weight_field)
-            if weight > 0:
-                value = self._penalty(name, real_in, fake_in, None, None)
-                total = total + weight * value
-                metrics[penalty.key] = value
+        total = add_penalties(
+            r + f, metrics, t, lambda name: self._penalty(name, real_in, fake_in, None, None)
+        )
         drift = real_logits.square().mean(-1)
         if self.cfg.progressive.drift > 0:
             total = total + self.cfg.progressive.drift * drift
+        metrics["loss/drift"] = drift.detach()
+        metrics["loss/d_total"] = total.detach()
         with torch.no_grad():
-            out_real, out_fake = self.loss.outputs(real_logits), self.loss.outputs(fake_logits)
             self._threshold = self.loss.threshold(real_logits, fake_logits, t).detach()
-            th = self._threshold.unsqueeze(-1)
-            metrics.update(
-                {
-                    "loss/drift": drift.detach(),
-                    "loss/d_total": total.detach(),
-                    "loss/w_dist": real_logits.mean(-1) - fake_logits.mean(-1),
-                    "d/real": out_real.mean(-1),
-                    "d/fake": out_fake.mean(-1),
-                    "d/fake_batch_std": out_fake.std(-1),
-                    "d/accuracy": 0.5
-                    * ((out_real > th).float().mean(-1) + (out_fake < th).float().mean(-1)),
-                    "progressive/alpha": self.G.alpha.clone(),
-                    "progressive/resolution": torch.full_like(r, float(self.resolution())),
-                }
-            )
+            metrics.update(d_output_metrics(self.loss, real_logits, fake_logits, self._threshold))
+            metrics["progressive/alpha"] = self.G.alpha.clone()
+            metrics["progressive/resolution"] = torch.full_like(r, float(self.resolution()))
         return total, metrics
 
     def _latents(self, b: int) -> Tensor:

@@ -25,11 +25,11 @@ from torch import Tensor, nn
 from ..config import ConfigError, RunConfig
 from ..layers import member_rand, member_randn
 from ..losses import get_loss
-from ..regularizers import PENALTIES, gradient_penalty, r1_penalty
+from ..regularizers import gradient_penalty, r1_penalty
 from ..seq_metrics import SequenceEvaluator
 from ..seq_models import build_sequence_models
 from ..tokens import TokenSet, load_tokens
-from .base import Family, Objective, Streams
+from .base import Family, Objective, Streams, add_penalties, d_output_metrics
 
 __all__ = ["SequenceFamily"]
 
@@ -124,29 +124,12 @@ class SequenceFamily(Family):
         real_logits, _ = self.D(real)
         fake_logits, _ = self.D(fake)
         r, f = self.loss.d_terms(real_logits, fake_logits, t)
-        total = r + f
         metrics: dict[str, Tensor] = {"loss/d_real": r, "loss/d_fake": f}
-        for name, penalty in PENALTIES.items():
-            weight = getattr(t, penalty.weight_field)
-            if weight > 0:
-                value = self._penalty(name, real, fake)
-                total = total + weight * value
-                metrics[penalty.key] = value
+        total = add_penalties(r + f, metrics, t, lambda name: self._penalty(name, real, fake))
+        metrics["loss/d_total"] = total.detach()
         with torch.no_grad():
-            out_real, out_fake = self.loss.outputs(real_logits), self.loss.outputs(fake_logits)
             self._threshold = self.loss.threshold(real_logits, fake_logits, t).detach()
-            th = self._threshold.unsqueeze(-1)
-            metrics.update(
-                {
-                    "loss/d_total": total.detach(),
-                    "loss/w_dist": real_logits.mean(-1) - fake_logits.mean(-1),
-                    "d/real": out_real.mean(-1),
-                    "d/fake": out_fake.mean(-1),
-                    "d/fake_batch_std": out_fake.std(-1),
-                    "d/accuracy": 0.5
-                    * ((out_real > th).float().mean(-1) + (out_fake < th).float().mean(-1)),
-                }
-            )
+            metrics.update(d_output_metrics(self.loss, real_logits, fake_logits, self._threshold))
         return total, metrics
 
     def _penalty(self, name: str, real: Tensor, fake: Tensor) -> Tensor:
