@@ -89,7 +89,7 @@ def standin_trial(config: dict[str, Any], epochs: int, metrics: int, sleep_s: fl
                 record["quality/modes"] = float(8 if verdict == "stable" else rng.randint(1, 4))
             histories[tid].append(record)
             records[tid] = record
-        result = {"epoch": epoch, "objective": math.nan, "records": records}
+        result = {"epoch": epoch, "objective": math.nan, "records": json.dumps(records)}
         if epoch < epochs:
             tune.report({**result, "final": False})
             continue

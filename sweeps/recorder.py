@@ -31,7 +31,14 @@ from .results import SweepTables, TrialOutcome, epoch_rows, trial_row
 from .spec import SweepSpec, load_spec
 from .sweepdir import SweepDir
 from .tracking import MlflowSink, Tracker
-from .trial import CKPT_MEMBERS, CKPT_STATE, CKPT_TRAINER, member_ids, pack_configs
+from .trial import (
+    CKPT_MEMBERS,
+    CKPT_STATE,
+    CKPT_TRAINER,
+    member_ids,
+    pack_configs,
+    result_records,
+)
 
 __all__ = [
     "Recorder",
@@ -131,7 +138,7 @@ class Recorder:
     def trial_result(
         self, config: dict[str, Any], result: dict[str, Any], ray_trial_id: str
     ) -> None:
-        for tid, record in (result.get("records") or {}).items():
+        for tid, record in result_records(result).items():
             epoch = int(record.get("epoch", result.get("epoch", 0)))
             self.observed.setdefault(tid, {})[epoch] = record
             sink = self.sinks.get(tid)

@@ -36,6 +36,7 @@ from .spec import (
     OptunaPruner,
     SweepSpec,
 )
+from .trial import result_records
 
 __all__ = [
     "GanOptunaSearch",
@@ -137,12 +138,11 @@ class GanOptunaSearch(OptunaSearch):
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is None:
             return
-        prefix = f"records/o{ot_trial.number:04d}/"
+        record = result_records(result).get(f"o{ot_trial.number:04d}", {})
         latest = self._latest.setdefault(trial_id, {})
-        for key, value in result.items():
-            if not key.startswith(prefix) or not isinstance(value, (int, float)):
+        for name, value in record.items():
+            if not isinstance(value, (int, float)):
                 continue
-            name = key[len(prefix) :]
             if name.startswith("loss/") and math.isnan(value):
                 self._diverged.add(trial_id)
             elif name in self._objectives and not math.isnan(value):

@@ -13,7 +13,10 @@ gan_core's monitor calls its failure confident (`confident_failure`); its output
 written in that epoch (its weights leave the pack at the next one) and carried in every
 later checkpoint. A pack of one that stops ends its trial, freeing its resources.
 
-Every epoch the trial reports `{"epoch", "objective", "records": {trial_id: record}}`.
+Every epoch the trial reports `{"epoch", "objective", "records"}`, the records
+`{trial_id: record}` as one JSON string (`result_records` reads them back): Tune keeps
+running statistics of every numeric leaf of a result, which for nested records cost about
+120 KB of driver memory per trial, and a string costs none.
 It saves a Tune checkpoint every `checkpoint_every` epochs and at the end; the final
 checkpoint also carries each member's history, verdict, config and figures, which
 the driver copies into the sweep directory. A training failure (NaN, collapse) is a
@@ -36,7 +39,14 @@ from typing import Any
 
 from .spec import PACK_FIELDS, SweepSpec, resolve_point
 
-__all__ = ["train_trial", "pack_configs", "member_ids", "objective_value", "CKPT_TRAINER"]
+__all__ = [
+    "train_trial",
+    "pack_configs",
+    "member_ids",
+    "objective_value",
+    "result_records",
+    "CKPT_TRAINER",
+]
 
 CKPT_TRAINER = "trainer.pt"  # the gan_core checkpoint inside a Tune checkpoint
 CKPT_STATE = "state.json"
@@ -46,6 +56,12 @@ CKPT_MEMBERS = "members"  # members/<trial_id>/{history,verdict,config}.json + f
 def member_ids(config: dict[str, Any]) -> list[str]:
     """The gansweep trial ids of the members a Tune trial trains, in member order."""
     return [m["trial_id"] for m in config["trial"]["members"]]
+
+
+def result_records(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A result's `{trial_id: record}` (a JSON string since issue 20; a dict before)."""
+    records = result.get("records") or {}
+    return json.loads(records) if isinstance(records, str) else records
 
 
 def pack_configs(
@@ -122,7 +138,7 @@ def train_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
             {
                 "epoch": trainer.epoch if trainer is not None else 0,
                 "objective": math.nan,
-                "records": {},
+                "records": "{}",
                 "final": True,
                 "errors": {tid: message for tid in ids},
                 "histories": {tid: h for tid, h in zip(ids, records, strict=True)},
@@ -214,7 +230,7 @@ def _train(
         result = {
             "epoch": trainer.epoch,
             "objective": objective_value(trainer.history[0], metric),
-            "records": {ids[i]: rec for i, rec in records.items()},
+            "records": json.dumps({ids[i]: rec for i, rec in records.items()}),
             "final": final,
             **run,
         }
@@ -229,7 +245,7 @@ def _train(
         result = {
             "epoch": trainer.epoch,
             "objective": objective_value(trainer.history[0], metric),
-            "records": {},
+            "records": "{}",
             "final": True,
             **run,
             **_final_fields(trainer, ids, stash),
