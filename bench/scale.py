@@ -9,6 +9,7 @@ CPUs (more than the machine's cores), so the driver, not the work, is what is me
 
     python bench/scale.py --trials 1000
     python bench/scale.py --trials 10000 --mlflow server     # a real `mlflow server` (SQLite)
+    python bench/scale.py --trials 300 --mlflow postgres     # `mlflow server` on PostgreSQL
     python bench/scale.py --tables-only --trials 10000       # the Parquet tables alone
     python bench/scale.py --tune-memory --trials 1000        # Tune's memory per trial
 
@@ -209,12 +210,59 @@ def _sweep_file(workdir: Path, trials: int, epochs: int, uri: str) -> Path:
         "checkpoint_every": epochs,
         "grid": {"seed": list(range(trials))},
         "max_trials": max(trials, 100),
+        "execution": {"pack_seeds": 1},  # one Tune trial per grid point: the driver at volume
         "results_dir": str(workdir / "runs"),
         "tracking": {"uri": uri, "log_model": []},
     }
     path = workdir / "scale.yaml"
     path.write_text(yaml.safe_dump(values, sort_keys=False))
     return path
+
+
+def start_postgres() -> tuple[Any, str]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (the system's own binaries, default
+    durability settings) and the backend URI of an empty `mlflow` database in it.
+
+    Trust authentication is acceptable only because it listens on loopback and lives for
+    one benchmark; PostgreSQL refuses to run as root, so root runs it as `postgres`.
+    """
+    import shutil
+    import subprocess
+
+    from tests.sweeps.conftest import free_port
+
+    if shutil.which("initdb") is None or shutil.which("postgres") is None:
+        raise SystemExit("--mlflow postgres: PostgreSQL's initdb/postgres are not on PATH")
+    try:
+        import psycopg2  # noqa: F401  (MLflow's PostgreSQL driver)
+    except ImportError:
+        raise SystemExit("--mlflow postgres: pip install psycopg2-binary first") from None
+    import atexit
+
+    home = Path(tempfile.mkdtemp(prefix="gansweep-pg-"))
+    atexit.register(shutil.rmtree, home, True)
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(home, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    run_ = dict(check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([*as_user, "initdb", "-D", str(home / "data"), "-A", "trust", "-U",
+                    "postgres"], **run_)  # fmt: skip
+    proc = subprocess.Popen(
+        [*as_user, "postgres", "-D", str(home / "data"), "-p", str(port), "-k", str(home),
+         "-c", "listen_addresses=127.0.0.1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    for _ in range(60):
+        ready = subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        if ready.returncode == 0:
+            break
+        time.sleep(0.5)
+    subprocess.run(["createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "mlflow"],
+                   **run_)  # fmt: skip
+    return proc, f"postgresql://postgres@127.0.0.1:{port}/mlflow"
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -232,12 +280,15 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         standin_trial, epochs=args.epochs, metrics=args.metrics, sleep_s=args.sleep
     )
     runner._trainable = lambda spec: tune.with_resources(trainable, {"cpu": 1})  # type: ignore[assignment]
-    server = None
-    if args.mlflow == "server":
+    server = postgres = None
+    if args.mlflow in ("server", "postgres"):
         from tests.sweeps.conftest import free_port, start_mlflow_server
 
+        backend = None
+        if args.mlflow == "postgres":
+            postgres, backend = start_postgres()
         port = free_port()
-        server = start_mlflow_server(workdir, port)
+        server = start_mlflow_server(workdir, port, backend)
         uri = f"http://127.0.0.1:{port}"
     elif args.mlflow == "off":
         from tests.sweeps.conftest import free_port
@@ -254,10 +305,11 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         total = time.monotonic() - t0
     finally:
         ray.shutdown()
-        if server is not None:
-            from tests.sweeps.conftest import stop_process
+        from tests.sweeps.conftest import stop_process
 
-            stop_process(server)
+        for process in (server, postgres):
+            if process is not None:
+                stop_process(process)
     return _result(args, workdir, meter, mlflow_meter, code, total)
 
 
@@ -396,7 +448,12 @@ def main() -> int:
     parser.add_argument("--metrics", type=int, default=40, help="values per record")
     parser.add_argument("--sleep", type=float, default=1.0, help="seconds per trial")
     parser.add_argument("--cpus", type=int, default=32, help="Ray's logical CPUs")
-    parser.add_argument("--mlflow", choices=["sqlite", "server", "off"], default="sqlite")
+    parser.add_argument(
+        "--mlflow",
+        choices=["sqlite", "server", "postgres", "off"],
+        default="sqlite",
+        help="server: `mlflow server` on SQLite; postgres: on a throwaway PostgreSQL cluster",
+    )
     parser.add_argument("--no-triage", action="store_true")
     parser.add_argument(
         "--tables-only", action="store_true", help="time the results tables alone (no Ray)"

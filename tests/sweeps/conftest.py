@@ -65,8 +65,13 @@ def ray_local():
     ray.shutdown()
 
 
-def start_mlflow_server(tmp_path: Path, port: int) -> subprocess.Popen:
-    """A real `mlflow server` on 127.0.0.1 (one worker, no job runner), ready to use."""
+def start_mlflow_server(
+    tmp_path: Path, port: int, backend_uri: str | None = None
+) -> subprocess.Popen:
+    """A real `mlflow server` on 127.0.0.1 (one worker, no job runner), ready to use.
+
+    Its store is SQLite in `tmp_path` unless `backend_uri` names another (bench/scale.py).
+    """
     import requests
 
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -84,7 +89,7 @@ def start_mlflow_server(tmp_path: Path, port: int) -> subprocess.Popen:
             "--workers",
             "1",
             "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
+            backend_uri or f"sqlite:///{tmp_path / 'server.db'}",
             "--artifacts-destination",
             str(tmp_path / "server-artifacts"),
         ],
