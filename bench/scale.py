@@ -12,6 +12,7 @@ CPUs (more than the machine's cores), so the driver, not the work, is what is me
     python bench/scale.py --trials 300 --mlflow postgres     # `mlflow server` on PostgreSQL
     python bench/scale.py --tables-only --trials 10000       # the Parquet tables alone
     python bench/scale.py --tune-memory --trials 1000        # Tune's memory per trial
+    python bench/scale.py --variants --trials 10000          # creating the grid's Tune trials
 
 Prints (and writes to bench/scale-<N>.json):
   driver_ms_per_trial_first_10pct= / _last_10pct=  time the driver's main thread spent in
@@ -437,6 +438,43 @@ def tune_memory(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     return out
 
 
+def variants(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Seconds the driver spends creating a grid's Tune trials: `tune.grid_search` over the
+    packs (Tune's BasicVariantGenerator, what gansweep used before) against sweeps.gridsearch,
+    for grids of 500, 1,000, 2,000 and `--trials` packs (the grid search only up to 2,000:
+    it is quadratic)."""
+    from ray import tune
+    from ray.tune.experiment import Experiment
+    from ray.tune.search import BasicVariantGenerator
+    from ray.tune.search.search_generator import SearchGenerator
+
+    from sweeps.gridsearch import limited
+
+    def packs(n: int) -> list[dict[str, Any]]:
+        return [{"members": [{"trial_id": f"t{i:05d}", "point": {"seed": i}}]} for i in range(n)]
+
+    def noop(config: dict[str, Any]) -> None:
+        """Trials are only created, never run."""
+
+    def drain(generator: Any) -> float:
+        t0 = time.perf_counter()
+        while (trial := generator.next_trial()) is not None:
+            generator.on_trial_complete(trial.trial_id)
+        return time.perf_counter() - t0
+
+    out: dict[str, Any] = {"mode": "variants"}
+    for n in sorted({500, 1000, 2000, args.trials}):
+        ours = SearchGenerator(limited(packs(n), None, args.cpus))
+        ours.add_configurations([Experiment("ours", noop, config={}, num_samples=n)])
+        out[f"gridsearch_ms_per_trial_{_label(n)}"] = round(1000 * drain(ours) / n, 3)
+        if n <= 2000:
+            grid = BasicVariantGenerator()
+            space = {"trial": tune.grid_search(packs(n))}
+            grid.add_configurations([Experiment("grid", noop, config=space)])
+            out[f"tune_grid_search_ms_per_trial_{_label(n)}"] = round(1000 * drain(grid) / n, 3)
+    return out
+
+
 def _label(n: int) -> str:
     return f"{n // 1000}k" if n % 1000 == 0 else str(n)
 
@@ -461,10 +499,21 @@ def main() -> int:
     parser.add_argument(
         "--tune-memory", action="store_true", help="Tune's memory per trial for our results"
     )
+    parser.add_argument(
+        "--variants", action="store_true", help="the driver's cost of creating the grid's trials"
+    )
     parser.add_argument("--keep", type=Path, help="keep the sweep directory here")
     args = parser.parse_args()
     os.environ.setdefault("GANSWEEP_VERBOSITY", "quiet")  # no line per trial
-    measure = tune_memory if args.tune_memory else tables_only if args.tables_only else run
+    measure = (
+        tune_memory
+        if args.tune_memory
+        else tables_only
+        if args.tables_only
+        else variants
+        if args.variants
+        else run
+    )
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
         result = measure(args, args.keep.resolve())

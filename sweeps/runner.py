@@ -78,7 +78,7 @@ class SweepPlan:
     root: Path
     tracking_uri: str
     n_trials: int
-    param_space: dict[str, Any] = field(default_factory=dict)
+    packs: list[dict[str, Any]] = field(default_factory=list)  # grid: one Tune trial each
     varied: list[str] = field(default_factory=list)
     nodes: list[dict[str, float]] = field(default_factory=list)
     resumes: bool = False  # search: continues the study in an existing directory
@@ -180,15 +180,10 @@ def plan_run(
         )
     packing = resolve_pack_size(spec, plans, nodes)
     packs = pack_plans(plans, packing.size)
-    # tune.grid_search(values) is this dict; spelled out to keep --dry-run free of Ray imports.
-    space = {
-        "trial": {
-            "grid_search": [
-                {"members": [{"trial_id": p.trial_id, "point": p.point} for p in pack]}
-                for pack in packs
-            ]
-        }
-    }
+    # Each pack is one Tune trial's config["trial"] (sweeps.gridsearch hands them to Tune).
+    trial_packs = [
+        {"members": [{"trial_id": p.trial_id, "point": p.point} for p in pack]} for pack in packs
+    ]
     return SweepPlan(
         spec,
         Path(spec_path),
@@ -196,7 +191,7 @@ def plan_run(
         root.resolve(),
         resolve_tracking_uri(tracking_uri, spec.tracking.uri),
         len(plans),
-        space,
+        trial_packs,
         varied_paths([p.config for p in plans]),
         nodes,
         out_given=bool(out),
@@ -272,7 +267,7 @@ def format_plan(plan: SweepPlan) -> str:
 
 
 def _packing_lines(plan: SweepPlan) -> list[str]:
-    packs = plan.param_space.get("trial", {}).get("grid_search", [])
+    packs = plan.packs
     if not packs or len(packs) == plan.n_trials:
         return [f"packing: none ({plan.packing})"] if plan.packing.startswith("auto") else []
     sizes = [len(p["members"]) for p in packs]
@@ -627,6 +622,8 @@ def run_sweep(
     """Start a validated grid sweep. Returns the exit code."""
     from ray import tune
 
+    from .gridsearch import limited
+
     name = "grid"
     sweep_dir = _create_dir(plan)  # before Ray starts: a second launch must see it taken
     warming = _warm_tracking(plan)
@@ -635,12 +632,14 @@ def run_sweep(
         sweep_dir.update_meta(tune_experiments=[name], address=address)
         say(f"sweep {plan.spec.name}: {plan.n_trials} trials -> {sweep_dir.root}")
         _warn_storage(plan.spec, address)
+        packs = plan.packs
+        cpus = sum(n.get("CPU", 0) for n in cluster_nodes())
         tuner = tune.Tuner(
             _trainable(plan.spec),
-            param_space=plan.param_space,
             tune_config=tune.TuneConfig(
+                search_alg=limited(packs, plan.spec.execution.max_concurrent, cpus),
+                num_samples=len(packs),
                 reuse_actors=plan.spec.execution.reuse_actors,
-                max_concurrent_trials=plan.spec.execution.max_concurrent,
                 trial_name_creator=_trial_name,
                 trial_dirname_creator=_trial_name,
             ),

@@ -123,13 +123,13 @@ def test_dry_run_says_when_measured_packing_is_slower(tmp_path, monkeypatch):
     assert "packing: none (auto on 2 slots: packing not faster here" in out, out
     assert "measured step: 1 member 10.00 ms, 8 members 90.00 ms" in out
     plan = plan_run(path, nodes=TWO_CORES)
-    assert len(plan.param_space["trial"]["grid_search"]) == 8  # one Tune trial per run
+    assert len(plan.packs) == 8  # one Tune trial per run
 
 
 @pytest.mark.parametrize("size", [1, 3])
 def test_explicit_sizes_in_dry_run(tmp_path, size):
     path = write_sweep(tmp_path, grid={"seed": list(range(6))}, execution={"pack_seeds": size})
     plan = plan_run(path, nodes=TWO_CORES)
-    assert len(plan.param_space["trial"]["grid_search"]) == 6 // size
+    assert len(plan.packs) == 6 // size
     out = format_plan(plan)
     assert ("packed:" in out) == (size > 1) and "packing: none" not in out
