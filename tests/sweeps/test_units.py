@@ -128,12 +128,12 @@ def test_unreachable_server_is_noticed_quickly(tmp_path):
     assert not sink.finish([], {}, None)
 
 
-def test_generator_sampler_is_the_members_generator(tmp_path):
-    """In a pack, the logged sampler of member m computes what the trainer's member m does."""
+def test_member_model_is_the_members_generator(tmp_path):
+    """In a pack, the logged model of member m computes what the trainer's member m does."""
     import torch
 
     from gan_core import Member
-    from sweeps.sampler import GeneratorSampler
+    from sweeps.sampler import member_model
     from sweeps.tracking import _member_index
 
     cfg = RunConfig.from_dict(
@@ -147,7 +147,8 @@ def test_generator_sampler_is_the_members_generator(tmp_path):
     second = {"seed": 1, "init_seed": None, "train": {"g_lr": 2e-3, "d_lr": 2e-3}}
     assert _member_index(state, second) == 1
     assert _member_index(state, {**second, "seed": 5}) is None
-    sampler = GeneratorSampler.from_state(cfg, state, state["slots"].index(1))
+    sampler, example = member_model(cfg, state, state["slots"].index(1))
+    assert example.shape == (4, cfg.generator.latent_dim)
     # trainer.generate draws its latents from the generator it is given: the same z as here.
     z = torch.randn(16, cfg.generator.latent_dim, generator=torch.Generator().manual_seed(7))
 
