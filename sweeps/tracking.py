@@ -36,7 +36,15 @@ DEFAULT_URI_HELP = (
     "current directory (sqlite:///<cwd>/mlflow.db). Browse it with `mlflow ui` from there."
 )
 
-ARTIFACT_FILES = ("samples.png", "dynamics.png", "grad_norms.png", "config.json", "checkpoint.pt")
+# vocab.json: a sequence run's vocabulary, which decodes its model's token ids
+ARTIFACT_FILES = (
+    "samples.png",
+    "dynamics.png",
+    "grad_norms.png",
+    "config.json",
+    "checkpoint.pt",
+    "vocab.json",
+)
 
 T = TypeVar("T")
 

@@ -121,7 +121,7 @@ class Family(ABC):
         One tensor in, one out, batch first and no member axis: `model_inputs` says what it
         takes, and its outputs are the family's samples (docs/families.md, "The member model").
         It holds a copy of this member's generator weights only, in evaluation mode, so it
-        outlives the pack and pickles on its own (sweeps logs it as an MLflow model).
+        outlives the pack (sweeps logs it as an MLflow model).
 
         Raises:
             ValueError: the run's generator needs more than one input (e.g. labels).

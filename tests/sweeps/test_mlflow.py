@@ -133,7 +133,7 @@ def _trial(tmp_path, family, member):
     for _ in trainer.epochs():
         pass
     directory = tmp_path / f"t{member}"
-    directory.mkdir()
+    trainer.save_artifacts(directory, member)  # figures (a sequence run's vocab.json among them)
     trainer.save_checkpoint(directory / "checkpoint.pt")
     config = RunConfig.from_dict({**base, "seed": member}).to_dict()
     (directory / "config.json").write_text(json.dumps(config))
@@ -186,6 +186,8 @@ def test_every_family_logs_a_model_that_computes_what_the_trainer_does(
     else:  # one member's convolutions vs the pack's grouped ones: float rounding (measured
         # at most 3e-7 for gan and cyclegan, 1.7e-6 for progressive's pixel norms)
         np.testing.assert_allclose(out, expected, rtol=0, atol=5e-6)
+    if family == "sequence":  # what decodes the ids travels with the run
+        assert "vocab.json" in {a.path for a in mlflow.MlflowClient().list_artifacts(sink.run_id)}
     # The model holds this member's weights only, not the pack's.
     pack = sum(p.numel() for p in trainer.G.parameters())
     weights = sum(p.numel() for p in model.get_raw_model().parameters())
