@@ -31,6 +31,10 @@ def server(tmp_path_factory):
     stop_process(proc)
 
 
+VERDICTS = ("stable", "mode_collapse", "diverged", "d_dominance", "poor_quality",
+            "vanishing_gradients")
+
+
 def _runs(uri, experiment):
     from mlflow import MlflowClient
 
@@ -45,13 +49,11 @@ def _runs(uri, experiment):
 def test_parent_children_and_models(ray_local, server, tmp_path):
     import mlflow
 
-    verdicts = ["stable", "mode_collapse", "diverged", "d_dominance", "poor_quality"]
-    verdicts.append("vanishing_gradients")
     path = write_sweep(
         tmp_path,
         name="mlf",
         grid={"seed": [0, 1]},
-        tracking={"uri": server, "log_model": verdicts},
+        tracking={"uri": server, "log_model": list(VERDICTS)},
     )
     assert main(["run", str(path)]) == 0
     client, (parent,), children = _runs(server, "mlf")
@@ -192,6 +194,43 @@ def test_every_family_logs_a_model_that_computes_what_the_trainer_does(
     pack = sum(p.numel() for p in trainer.G.parameters())
     weights = sum(p.numel() for p in model.get_raw_model().parameters())
     assert 0 < weights <= pack // 2
+
+
+def test_a_packed_sequence_sweep_logs_each_members_model(ray_local, server, tmp_path):
+    """Through Ray and the recorder: two seeds in one packed trial, each run with its own
+    model, whose ids equal the trainer's samples of that member (restored from the trial)."""
+    import mlflow
+
+    base = {**FAMILY_RUNS["sequence"], "eval": {"every": 0, "n_samples": 100}}
+    base["train"] = {k: v for k, v in base["train"].items() if k != "epochs"}
+    path = write_sweep(
+        tmp_path,
+        name="seqmodels",
+        base=base,
+        epochs=2,
+        grid={"seed": [0, 1]},
+        execution={"pack_seeds": 2},
+        tracking={"uri": server, "log_model": list(VERDICTS)},
+    )
+    assert main(["run", str(path), "--no-triage"]) == 0
+    client, _, children = _runs(server, "seqmodels")
+    assert len({r.data.tags["gansweep.ray_trial_id"] for r in children}) == 1  # one pack
+    mlflow.set_tracking_uri(server)
+    z = torch.randn(6, 16, generator=torch.Generator().manual_seed(7)).numpy()
+    ids = {}
+    for run in children:
+        trial = tmp_path / "runs" / "seqmodels" / "trials" / run.data.tags["gansweep.trial_id"]
+        state = torch.load(trial / "checkpoint.pt", weights_only=True)
+        trainer = Trainer(
+            RunConfig.from_dict(state["config"]), [Member(**m) for m in state["members"]]
+        )
+        trainer.load_checkpoint(trial / "checkpoint.pt")
+        member = [m["init_seed"] for m in state["members"]].index(int(run.data.params["seed"]))
+        expected = trainer.generate(6, member, generator=torch.Generator().manual_seed(7))
+        model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/generator")
+        ids[member] = np.asarray(model.predict(z))
+        assert ids[member].dtype == np.int64 and np.array_equal(ids[member], expected.numpy())
+    assert set(ids) == {0, 1} and not np.array_equal(ids[0], ids[1])
 
 
 def test_stable_only_by_default_and_none_when_empty(ray_local, server, tmp_path):
