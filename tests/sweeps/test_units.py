@@ -160,6 +160,27 @@ def test_member_model_is_the_members_generator(tmp_path):
         assert not torch.allclose(sampler(z), member(0))
 
 
+def test_models_logged_before_member_models_still_load():
+    """A `gan` model pickled as sweeps.sampler.GeneratorSampler (the whole pack's G and the
+    member's slot) unpickles and samples as it did."""
+    import pickle
+
+    import torch
+
+    from gan_core import Member
+    from sweeps.sampler import GeneratorSampler
+
+    cfg = RunConfig.from_dict(
+        {"data": {"name": "ring", "n_points": 500}, "train": {"steps_per_epoch": 3, "epochs": 1}}
+    )
+    trainer = Trainer(cfg, members=[Member(0, 0), Member(1, 1)])
+    old = pickle.loads(pickle.dumps(GeneratorSampler(trainer.G.eval(), 1)))
+    z = torch.randn(8, cfg.generator.latent_dim, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        expected = trainer.generate(8, member=1, generator=torch.Generator().manual_seed(7))
+        assert torch.equal(old(z), expected)
+
+
 def test_best_is_the_studys_best():
     from sweeps.parent import best_row
 
