@@ -81,12 +81,15 @@ def test_parent_children_and_models(ray_local, server, tmp_path):
         seed = run.data.params["seed"]
         assert run.data.params["init_seed"] == seed and run.data.params["data_seed"] == seed
         assert "None" not in (run.data.params["init_seed"], run.data.params["data_seed"])
-        # The generator as an MLflow model: pyfunc gives a sampler of (n, 2) points.
+        # The generator as an MLflow model: pyfunc gives a sampler of (n, 2) points, the
+        # trainer's own samples of this run.
         model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/generator")
-        z = np.random.default_rng(1).standard_normal((5, 2)).astype("float32")
+        z = torch.randn(5, 2, generator=torch.Generator().manual_seed(7)).numpy()
         assert model.metadata.signature is not None
         out = np.asarray(model.predict(z))
         assert out.shape == (5, 2) and np.isfinite(out).all()
+        expected = _restored_samples(tmp_path / "runs" / "mlf", run, 5)
+        np.testing.assert_allclose(out, expected, rtol=0, atol=5e-6)
 
 
 # A tiny run of every family (two epochs, small data), trained as a pack of two members.
@@ -196,6 +199,17 @@ def test_every_family_logs_a_model_that_computes_what_the_trainer_does(
     assert 0 < weights <= pack // 2
 
 
+def _restored_samples(sweep_dir, run, n):
+    """trainer.generate(n) of the run's member, latents from seed 7, from its trial's checkpoint."""
+    trial = sweep_dir / "trials" / run.data.tags["gansweep.trial_id"]
+    state = torch.load(trial / "checkpoint.pt", weights_only=True)
+    members = [Member(**m) for m in state["members"]]
+    trainer = Trainer(RunConfig.from_dict(state["config"]), members)
+    trainer.load_checkpoint(trial / "checkpoint.pt")
+    member = [m.init_seed for m in members].index(int(run.data.params["seed"]))
+    return trainer.generate(n, member, generator=torch.Generator().manual_seed(7)).numpy()
+
+
 def test_a_packed_sequence_sweep_logs_each_members_model(ray_local, server, tmp_path):
     """Through Ray and the recorder: two seeds in one packed trial, each run with its own
     model, whose ids equal the trainer's samples of that member (restored from the trial)."""
@@ -219,18 +233,11 @@ def test_a_packed_sequence_sweep_logs_each_members_model(ray_local, server, tmp_
     z = torch.randn(6, 16, generator=torch.Generator().manual_seed(7)).numpy()
     ids = {}
     for run in children:
-        trial = tmp_path / "runs" / "seqmodels" / "trials" / run.data.tags["gansweep.trial_id"]
-        state = torch.load(trial / "checkpoint.pt", weights_only=True)
-        trainer = Trainer(
-            RunConfig.from_dict(state["config"]), [Member(**m) for m in state["members"]]
-        )
-        trainer.load_checkpoint(trial / "checkpoint.pt")
-        member = [m["init_seed"] for m in state["members"]].index(int(run.data.params["seed"]))
-        expected = trainer.generate(6, member, generator=torch.Generator().manual_seed(7))
+        expected = _restored_samples(tmp_path / "runs" / "seqmodels", run, 6)
         model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/generator")
-        ids[member] = np.asarray(model.predict(z))
-        assert ids[member].dtype == np.int64 and np.array_equal(ids[member], expected.numpy())
-    assert set(ids) == {0, 1} and not np.array_equal(ids[0], ids[1])
+        ids[run.data.params["seed"]] = out = np.asarray(model.predict(z))
+        assert out.dtype == np.int64 and np.array_equal(out, expected)
+    assert set(ids) == {"0", "1"} and not np.array_equal(ids["0"], ids["1"])
 
 
 def test_stable_only_by_default_and_none_when_empty(ray_local, server, tmp_path):
