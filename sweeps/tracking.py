@@ -18,7 +18,6 @@ for `gansweep sync` (its row says so), so a server that cannot keep up costs no 
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import threading
@@ -37,7 +36,15 @@ DEFAULT_URI_HELP = (
     "current directory (sqlite:///<cwd>/mlflow.db). Browse it with `mlflow ui` from there."
 )
 
-ARTIFACT_FILES = ("samples.png", "dynamics.png", "grad_norms.png", "config.json", "checkpoint.pt")
+# vocab.json: a sequence run's vocabulary, which decodes its model's token ids
+ARTIFACT_FILES = (
+    "samples.png",
+    "dynamics.png",
+    "grad_norms.png",
+    "config.json",
+    "checkpoint.pt",
+    "vocab.json",
+)
 
 T = TypeVar("T")
 
@@ -641,12 +648,7 @@ def _with_nans(
 
 
 def _log_generator(uri: str, run_id: str, state: dict[str, Any], artifacts: Path | None) -> bool:
-    """Log the run's generator as an MLflow PyTorch model that `pyfunc` loads as a sampler."""
-    import mlflow
-    import numpy as np
-    import torch
-    from mlflow.models import infer_signature
-
+    """Log the run's member model (its family's, sweeps/sampler.py) as an MLflow PyTorch model."""
     from gan_core import RunConfig
 
     assert artifacts is not None
@@ -655,32 +657,10 @@ def _log_generator(uri: str, run_id: str, state: dict[str, Any], artifacts: Path
     cfg = RunConfig.from_dict(state["config"])
     if index is None or index not in state["slots"] or cfg.conditional:
         return False  # left the pack before the end, or needs labels: no sampler to give
-    from .sampler import GeneratorSampler
+    from .sampler import log_member_model, member_model
 
-    sampler = GeneratorSampler.from_state(cfg, state, state["slots"].index(index))
-    z = np.random.default_rng(0).standard_normal((4, cfg.generator.latent_dim)).astype("float32")
-    with torch.no_grad():
-        out = sampler(torch.from_numpy(z)).numpy()
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    # Its warning about pickles is for models from strangers; this one is the sweep's own.
-    quiet = logging.getLogger("mlflow.pytorch")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        with mlflow.start_run(run_id=run_id):
-            mlflow.pytorch.log_model(
-                sampler,
-                name="generator",
-                signature=infer_signature(z, out),
-                # The module as a pickle (its class is sweeps.sampler.GeneratorSampler): the
-                # default 'pt2' graph export needs an example and traceable member layers.
-                serialization_format="pickle",
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-            )
-    finally:
-        mlflow.set_tracking_uri(previous)
-        quiet.setLevel(level)
+    model, example = member_model(cfg, state, state["slots"].index(index))
+    log_member_model(uri, run_id, model, example)
     return True
 
 

@@ -7,6 +7,7 @@ seeding, checkpoints and records, and never branches on the family.
 
 from __future__ import annotations
 
+import copy
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -18,10 +19,19 @@ import torch
 from torch import Tensor, nn
 
 from ..config import RunConfig, TrainingConfig
+from ..layers import MemberDropout
 from ..losses import Loss
 from ..regularizers import PENALTIES
 
-__all__ = ["Family", "Streams", "Objective", "add_penalties", "d_output_metrics"]
+__all__ = [
+    "Family",
+    "MemberModel",
+    "Streams",
+    "Objective",
+    "add_penalties",
+    "d_output_metrics",
+    "one_member",
+]
 
 Batch = tuple[Any, Any]  # (real batch in the family's layout, labels or None)
 Objective = tuple[Tensor, dict[str, Tensor]]  # (per-member loss (M,) with graph, metrics (M,))
@@ -104,6 +114,27 @@ class Family(ABC):
     ) -> dict[str, str | os.PathLike]:
         """The family's sample figures as files in `directory`, by name."""
 
+    @abstractmethod
+    def member_model(self, position: int) -> nn.Module:
+        """The member at `position` on its own, as a plain module for use outside gan_core.
+
+        One tensor in, one out, batch first and no member axis: `model_inputs` says what it
+        takes, and its outputs are the family's samples (docs/families.md, "The member model").
+        It holds a copy of this member's generator weights only, in evaluation mode, so it
+        outlives the pack (sweeps logs it as an MLflow model).
+
+        Raises:
+            ValueError: the run's generator needs more than one input (e.g. labels).
+        """
+
+    @abstractmethod
+    def model_inputs(self, n: int, generator: torch.Generator | None) -> Tensor:
+        """n inputs of `member_model` (latents from `generator`, or the family's own data).
+
+        `member_model(p)(model_inputs(n, g))` equals `generate(n, p, None, g')` for a `g'` in
+        the state `g` was in, at the end of a run: the contract the MLflow tests check.
+        """
+
     def interpolate(
         self, z0: Tensor, z1: Tensor, steps: int, position: int, labels: Tensor | None
     ) -> Tensor:
@@ -122,6 +153,46 @@ class Family(ABC):
     def begin_epoch(self, epoch: int) -> None:
         """Called before each epoch trains (`epoch` done so far): a schedule's hook; none here."""
         return None
+
+
+class MemberModel(nn.Module):
+    """A one-member network behind a plain batch: `head(net(x[None])[0])`, x of shape (n, ...).
+
+    Args:
+        net: a member-axis network holding one member (`one_member`).
+        head: what turns the network's output into the samples users get; none by default.
+    """
+
+    def __init__(self, net: nn.Module, head: nn.Module | None = None):
+        super().__init__()
+        self.net = net
+        self.head = head if head is not None else nn.Identity()
+        self.eval()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.net(x.unsqueeze(0))[0])
+
+
+def one_member(net: nn.Module, position: int) -> nn.Module:
+    """A copy of member-axis `net` with only the member at `position`, in evaluation mode.
+
+    Every parameter and buffer has the member axis first (gan_core/layers.py), so slicing
+    them is the Trainer's compaction of a pack, down to one member; the copy needs no grads.
+    """
+    one = copy.deepcopy(net)
+    keep = slice(position, position + 1)
+    for module in one.modules():
+        for name, param in module._parameters.items():
+            if param is not None:
+                module._parameters[name] = nn.Parameter(param.detach()[keep].clone(), False)
+        for name, buffer in module._buffers.items():
+            if buffer is not None:
+                module._buffers[name] = buffer[keep].clone()
+        if hasattr(module, "members"):
+            module.members = 1
+        if isinstance(module, MemberDropout):
+            module.gens = module.gens[keep]
+    return one.eval()
 
 
 def add_penalties(

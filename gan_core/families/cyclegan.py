@@ -28,7 +28,7 @@ from ..domains import DomainPair, load_domains
 from ..losses import get_loss, over_scales
 from ..models import check_architecture
 from ..quality import pairwise_stats
-from .base import Family, Objective, Streams
+from .base import Family, MemberModel, Objective, Streams, one_member
 
 __all__ = ["CycleGanFamily"]
 
@@ -237,6 +237,18 @@ class CycleGanFamily(Family):
     ) -> Tensor:
         """G(a) of the first n evaluation images of domain A (no latent space)."""
         return self._translate(self.gens.g_ab, self._eval_a[:n], position)
+
+    def member_model(self, position: int) -> nn.Module:
+        """Images of domain A (n, C, H, W) in [-1, 1] -> G's translations to B, same shape.
+
+        G (A -> B) only, the direction `generate` and the quality metrics use; F stays in
+        the checkpoint. A CycleGAN has no latent space: its model's input is data.
+        """
+        return MemberModel(one_member(self.gens.g_ab, position))
+
+    def model_inputs(self, n: int, generator: torch.Generator | None) -> Tensor:
+        """The first n (at most) held-out images of domain A, which `generate` translates."""
+        return self._eval_a[:n]
 
     def figures(
         self, directory: Path, position: int, generator: torch.Generator

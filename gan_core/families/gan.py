@@ -20,7 +20,15 @@ from ..layers import member_rand, member_randn
 from ..losses import get_loss, over_scales
 from ..models import build_models
 from ..regularizers import feature_matching, gradient_penalty, r1_penalty
-from .base import Family, Objective, Streams, add_penalties, d_output_metrics
+from .base import (
+    Family,
+    MemberModel,
+    Objective,
+    Streams,
+    add_penalties,
+    d_output_metrics,
+    one_member,
+)
 
 __all__ = ["GanFamily"]
 
@@ -209,6 +217,21 @@ class GanFamily(Family):
             return self.G(zs, ys)[position]
         finally:
             self.G.train(was_training)
+
+    def member_model(self, position: int) -> nn.Module:
+        """z (n, latent_dim) float32 -> the member's samples (n, *sample_shape) in data space.
+
+        Unconditional runs only: a conditional G needs labels beside z.
+        """
+        if self.cfg.conditional:
+            raise ValueError("a conditional generator takes labels beside z: no one-input model")
+        return MemberModel(one_member(self.G, position))
+
+    def model_inputs(self, n: int, generator: torch.Generator | None) -> Tensor:
+        """n standard-normal latents, as `generate` draws them."""
+        return torch.randn(
+            (n, self.cfg.generator.latent_dim), generator=generator, device=self.device
+        )
 
     def eval_labels(self, n: int) -> Tensor | None:
         """Balanced labels for conditional samples; None for unconditional runs."""

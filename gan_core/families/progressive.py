@@ -29,10 +29,10 @@ from ..data import Dataset
 from ..layers import member_randn
 from ..losses import get_loss
 from ..progressive_models import ProgressiveDiscriminator, ProgressiveGenerator
-from .base import Objective, Streams, add_penalties, d_output_metrics
+from .base import MemberModel, Objective, Streams, add_penalties, d_output_metrics, one_member
 from .gan import GanFamily
 
-__all__ = ["ProgressiveFamily", "Schedule"]
+__all__ = ["ProgressiveFamily", "Schedule", "ToDataSide"]
 
 Batch = tuple[Tensor, None]
 
@@ -67,6 +67,23 @@ def downsample(x: Tensor, side: int) -> Tensor:
     lead = x.shape[:-3]
     flat = F.avg_pool2d(x.reshape(-1, *x.shape[-3:]), x.shape[-1] // side)
     return flat.view(*lead, *flat.shape[1:])
+
+
+class ToDataSide(nn.Module):
+    """G's linear output as images: clipped to [-1, 1], enlarged (nearest) to `side` if smaller.
+
+    What `ProgressiveFamily.generate` does, as the head of the member model.
+    """
+
+    def __init__(self, side: int):
+        super().__init__()
+        self.side = side
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.clamp(-1.0, 1.0)
+        if x.shape[-1] == self.side:
+            return x
+        return F.interpolate(x, size=(self.side, self.side), mode="nearest")
 
 
 def _fade(x: Tensor, alpha: float) -> Tensor:
@@ -211,6 +228,22 @@ class ProgressiveFamily(GanFamily):
         side = self.cfg.progressive.resolutions[-1]
         x = self.generate_native(n, position, generator).clamp(-1.0, 1.0)
         return F.interpolate(x, size=(side, side), mode="nearest") if x.shape[-1] != side else x
+
+    def member_model(self, position: int) -> nn.Module:
+        """z (n, latent_dim) float32 -> images (n, C, S, S) in [-1, 1], S the last resolution.
+
+        G as the run left it: fully grown (the last resolution, alpha 1) once the run has
+        trained its whole schedule, as every run to `train.epochs` does; a run stopped before
+        gives its current resolution enlarged to S, as its `generate` and samples.png do.
+        """
+        return MemberModel(
+            one_member(self.G, position), ToDataSide(self.cfg.progressive.resolutions[-1])
+        )
+
+    def model_inputs(self, n: int, generator: torch.Generator | None) -> Tensor:
+        """n standard-normal latents of `progressive.latent_dim`, as `generate` draws them."""
+        dim = self.cfg.progressive.latent_dim
+        return torch.randn((n, dim), generator=generator, device=self.device)
 
     def generate_native(self, n: int, position: int, generator: torch.Generator | None) -> Tensor:
         """n samples at the resolution G produces now, (n, C, r, r)."""

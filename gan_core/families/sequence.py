@@ -29,11 +29,26 @@ from ..regularizers import gradient_penalty, r1_penalty
 from ..seq_metrics import SequenceEvaluator
 from ..seq_models import build_sequence_models
 from ..tokens import TokenSet, load_tokens
-from .base import Family, Objective, Streams, add_penalties, d_output_metrics
+from .base import (
+    Family,
+    MemberModel,
+    Objective,
+    Streams,
+    add_penalties,
+    d_output_metrics,
+    one_member,
+)
 
-__all__ = ["SequenceFamily"]
+__all__ = ["SequenceFamily", "TokenIds"]
 
 Batch = tuple[Tensor, None]
+
+
+class TokenIds(nn.Module):
+    """Logits (..., V) -> token ids (...), int64: the argmax, as the family's samples are."""
+
+    def forward(self, logits: Tensor) -> Tensor:
+        return logits.argmax(-1)
 
 
 class SequenceFamily(Family):
@@ -184,6 +199,19 @@ class SequenceFamily(Family):
         w = torch.linspace(0, 1, steps, device=self.device).unsqueeze(1)
         z = (1 - w) * z0.to(self.device) + w * z1.to(self.device)
         return self._logits(z, position).argmax(-1)
+
+    def member_model(self, position: int) -> nn.Module:
+        """z (n, latent_dim) float32 -> token ids (n, L) int64, the argmax of G's logits.
+
+        Ids, not G's softmax: they are the samples every metric and figure of the family
+        reads, they do not depend on the temperature schedule, and vocab.json decodes them.
+        """
+        return MemberModel(one_member(self.G, position), TokenIds())
+
+    def model_inputs(self, n: int, generator: torch.Generator | None) -> Tensor:
+        """n standard-normal latents of `sequence.latent_dim`, as `generate` draws them."""
+        dim = self.cfg.sequence.latent_dim
+        return torch.randn((n, dim), generator=generator, device=self.device)
 
     def evaluate(self, position: int, generator: torch.Generator) -> dict[str, float]:
         if self._evaluator is None:

@@ -128,12 +128,12 @@ def test_unreachable_server_is_noticed_quickly(tmp_path):
     assert not sink.finish([], {}, None)
 
 
-def test_generator_sampler_is_the_members_generator(tmp_path):
-    """In a pack, the logged sampler of member m computes what the trainer's member m does."""
+def test_member_model_is_the_members_generator(tmp_path):
+    """In a pack, the logged model of member m computes what the trainer's member m does."""
     import torch
 
     from gan_core import Member
-    from sweeps.sampler import GeneratorSampler
+    from sweeps.sampler import member_model
     from sweeps.tracking import _member_index
 
     cfg = RunConfig.from_dict(
@@ -147,7 +147,8 @@ def test_generator_sampler_is_the_members_generator(tmp_path):
     second = {"seed": 1, "init_seed": None, "train": {"g_lr": 2e-3, "d_lr": 2e-3}}
     assert _member_index(state, second) == 1
     assert _member_index(state, {**second, "seed": 5}) is None
-    sampler = GeneratorSampler.from_state(cfg, state, state["slots"].index(1))
+    sampler, example = member_model(cfg, state, state["slots"].index(1))
+    assert example.shape == (4, cfg.generator.latent_dim)
     # trainer.generate draws its latents from the generator it is given: the same z as here.
     z = torch.randn(16, cfg.generator.latent_dim, generator=torch.Generator().manual_seed(7))
 
@@ -157,6 +158,27 @@ def test_generator_sampler_is_the_members_generator(tmp_path):
     with torch.no_grad():
         assert torch.allclose(sampler(z), member(1), atol=1e-6)
         assert not torch.allclose(sampler(z), member(0))
+
+
+def test_models_logged_before_member_models_still_load():
+    """A `gan` model pickled as sweeps.sampler.GeneratorSampler (the whole pack's G and the
+    member's slot) unpickles and samples as it did."""
+    import pickle
+
+    import torch
+
+    from gan_core import Member
+    from sweeps.sampler import GeneratorSampler
+
+    cfg = RunConfig.from_dict(
+        {"data": {"name": "ring", "n_points": 500}, "train": {"steps_per_epoch": 3, "epochs": 1}}
+    )
+    trainer = Trainer(cfg, members=[Member(0, 0), Member(1, 1)])
+    old = pickle.loads(pickle.dumps(GeneratorSampler(trainer.G.eval(), 1)))
+    z = torch.randn(8, cfg.generator.latent_dim, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        expected = trainer.generate(8, member=1, generator=torch.Generator().manual_seed(7))
+        assert torch.equal(old(z), expected)
 
 
 def test_best_is_the_studys_best():
