@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -113,6 +114,11 @@ def _blend(low: Tensor, high: Tensor, alpha: Tensor, members: int) -> Tensor:
     return (lo + alpha.view(1, members, 1, 1, 1) * (hi - lo)).view(b, mc, h, w)
 
 
+def _sync_after_load(module: _Grown, _incompatible: Any) -> None:
+    """A module-level hook (not a lambda), so a grown network pickles like any module."""
+    module._sync()
+
+
 class _Grown(nn.Module):
     """The schedule position of a grown network: `level` and per-member `alpha`.
 
@@ -124,7 +130,7 @@ class _Grown(nn.Module):
         super().__init__()
         self.members, self.level, self.fading = members, 0, False
         self.register_buffer("position", torch.tensor([[0.0, 1.0]]).repeat(members, 1))
-        self.register_load_state_dict_post_hook(lambda module, _: module._sync())
+        self.register_load_state_dict_post_hook(_sync_after_load)
 
     def set_position(self, level: int, alpha: float) -> None:
         """Run up to resolution index `level`, its block faded in by `alpha` in [0, 1]."""

@@ -2,6 +2,8 @@
 the trainer's own samples of that member, holding only its weights; a progressive run stopped
 before it grew; a conditional G refused."""
 
+import io
+
 import pytest
 import torch
 
@@ -85,6 +87,11 @@ def test_member_model_is_the_member_alone(family):
     # A copy: training the pack on does not change the model.
     x = trainer.family.model_inputs(5, torch.Generator().manual_seed(3))
     before = model(x)
+    # Plain pickling works too (torch.save of the whole module, not only MLflow's cloudpickle).
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    buffer.seek(0)
+    assert torch.equal(torch.load(buffer, weights_only=False)(x), before)
     with torch.no_grad():
         for p in trainer.G.parameters():
             p.add_(1.0)
