@@ -9,6 +9,7 @@ trial: a pack's members share their epochs) divided by the cores used.
     python bench/overhead.py --sweep sweeps/examples/wgan_gp.yaml
     python bench/overhead.py --epochs 120    # the same grid with longer trials
     python bench/overhead.py --epochs 120 --seeds 4   # a smaller grid: the first 4 seeds
+    python bench/overhead.py --pack auto     # override the sweep's execution.pack_seeds
 
 Everything beyond the ideal is split, in seconds of wall time per core (core-seconds over
 the cores used, so the parts add up to wall - ideal):
@@ -120,7 +121,9 @@ def instrument() -> Timers:
     return timers
 
 
-def write_sweep(sweep: Path, workdir: Path, epochs: int | None, seeds: int | None) -> Path:
+def write_sweep(
+    sweep: Path, workdir: Path, epochs: int | None, seeds: int | None, pack: str | None
+) -> Path:
     import yaml
 
     values = yaml.safe_load(sweep.read_text())
@@ -131,20 +134,28 @@ def write_sweep(sweep: Path, workdir: Path, epochs: int | None, seeds: int | Non
     if seeds is not None:
         values["grid"]["seed"] = values["grid"]["seed"][:seeds]
         values.pop("max_trials", None)
+    if pack is not None:
+        values.setdefault("execution", {})["pack_seeds"] = "auto" if pack == "auto" else int(pack)
     local = workdir / sweep.name
     local.write_text(yaml.safe_dump(values, sort_keys=False))
     return local
 
 
-def run(sweep: Path, workdir: Path, epochs: int | None = None, seeds: int | None = None) -> dict:
-    """Run the sweep in `workdir` (optionally with other epochs or fewer seeds) and measure it."""
+def run(
+    sweep: Path,
+    workdir: Path,
+    epochs: int | None = None,
+    seeds: int | None = None,
+    pack: str | None = None,
+) -> dict:
+    """Run the sweep in `workdir` (optionally other epochs, fewer seeds, other packs); measure."""
     import pandas as pd
 
     sys.path.insert(0, str(ROOT))
     from sweeps.cli import main
     from sweeps.spec import load_spec
 
-    local = write_sweep(sweep, workdir, epochs, seeds)
+    local = write_sweep(sweep, workdir, epochs, seeds, pack)
     spec = load_spec(local)
     timers = instrument()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -175,6 +186,7 @@ def run(sweep: Path, workdir: Path, epochs: int | None = None, seeds: int | None
         "tune_trials": inside["tune_trials"],
         "epochs": int(spec.epochs),
         "seeds": seeds,
+        "pack_seeds": spec.execution.pack_seeds,
         "verdicts": trials.verdict.value_counts().to_dict(),
         "cores": cores,
         "cores_used": cores_used,
@@ -305,7 +317,8 @@ def retime_figures(epochs: Any, sample: int) -> dict[str, Any]:
 def report(result: dict, say: Callable[[str], None] = print) -> None:
     say(
         f"trials: {result['trials']} runs in {result['tune_trials']} Tune trials of "
-        f"{result['epochs']} epochs ({result['verdicts']}); load average {result['load_average']}"
+        f"{result['epochs']} epochs, pack_seeds {result['pack_seeds']} ({result['verdicts']}); "
+        f"load average {result['load_average']}"
     )
     say(
         f"wall: {result['wall_s']} s; trials' own training: {result['training_s']} s on "
@@ -332,14 +345,21 @@ def report(result: dict, say: Callable[[str], None] = print) -> None:
     say(f"sweep_overhead_ratio={result['sweep_overhead_ratio']}")
 
 
+def _pack(value: str) -> str:
+    if value != "auto" and not (value.isdigit() and int(value) > 0):
+        raise argparse.ArgumentTypeError(f"a positive number or 'auto', got {value!r}")
+    return value
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", type=Path, default=DEMO, help="sweep file (default: the demo)")
     parser.add_argument("--epochs", type=int, help="epochs per trial (default: the sweep's)")
     parser.add_argument("--seeds", type=int, help="keep only the grid's first N seeds")
+    parser.add_argument("--pack", type=_pack, help="execution.pack_seeds: a number or 'auto'")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gansweep-bench-") as tmp:
-        result = run(args.sweep.resolve(), Path(tmp), args.epochs, args.seeds)
+        result = run(args.sweep.resolve(), Path(tmp), args.epochs, args.seeds, args.pack)
     report(result)
     (HERE / "overhead.json").write_text(json.dumps(result, indent=2) + "\n")
     return 0
