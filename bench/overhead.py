@@ -183,7 +183,7 @@ def run(
     return {
         "sweep": str(sweep.relative_to(ROOT) if sweep.is_relative_to(ROOT) else sweep),
         "trials": members,
-        "tune_trials": inside["tune_trials"],
+        "tune_trials": int(inside["tune_trials"]),
         "epochs": int(spec.epochs),
         "seeds": seeds,
         "pack_seeds": spec.execution.pack_seeds,
