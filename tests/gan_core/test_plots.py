@@ -1,8 +1,10 @@
-"""PNG figures: files written, valid, sane sizes; sample grids with known pixel values."""
+"""PNG figures: files written, valid, sane sizes, panels drawn; sample grids with known pixels;
+a figure drawn on a reused template is pixel-identical to one drawn fresh."""
 
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -42,11 +44,28 @@ def _png(path) -> Image.Image:
         return image
 
 
-def test_dynamics_figure_is_a_sane_png(tmp_path):
+def _colour_in_quadrants(path, rgb: tuple[int, int, int], tolerance: int = 40) -> list[int]:
+    """Pixels near `rgb` per quadrant: top left, top right, bottom left, bottom right.
+
+    The tolerance admits an antialiased line's edge pixels, blended with the white background.
+    """
+    pixels = np.asarray(_png(path).convert("RGB")).astype(int)
+    near = (np.abs(pixels - np.array(rgb)) <= tolerance).all(axis=-1)
+    h, w = near.shape
+    return [int(q.sum()) for half in (near[: h // 2], near[h // 2 :]) for q in np.hsplit(half, 2)]
+
+
+ORANGE_LINE = (255, 152, 62)  # the second series of a panel (matplotlib's C1 at alpha 0.8)
+BLUE_BAR = (31, 119, 180)  # C0, opaque
+
+
+def test_dynamics_figure_is_a_sane_png_with_four_panels(tmp_path):
     path = plot_dynamics(_history(), tmp_path / "dynamics.png")
     image = _png(path)
     assert path == tmp_path / "dynamics.png"
     assert 400 <= image.width <= 3000 and 300 <= image.height <= 3000
+    # every panel draws its second series: D loss, smoothed D loss, D(fake), G accuracy
+    assert all(n > 50 for n in _colour_in_quadrants(path, ORANGE_LINE))
 
 
 def test_dynamics_tolerates_nan_missing_keys_and_raw_scores(tmp_path):
@@ -59,8 +78,12 @@ def test_dynamics_tolerates_nan_missing_keys_and_raw_scores(tmp_path):
 
 
 def test_grad_norm_figure_is_a_sane_png(tmp_path):
-    image = _png(plot_grad_norms(_history(), tmp_path / "grad_norms.png"))
+    path = plot_grad_norms(_history(), tmp_path / "grad_norms.png")
+    image = _png(path)
     assert 400 <= image.width <= 3000 and 300 <= image.height <= 3000
+    top_left, top_right, bars_g, bars_d = _colour_in_quadrants(path, BLUE_BAR)
+    assert bars_g > 500 and bars_d > 500  # one positive finite layer norm each: one bar
+    assert sum(_colour_in_quadrants(path, ORANGE_LINE)[:2]) > 50  # D's total norm line
     sparse = [{"epoch": 1, "loss/d": 0.7}]  # no gradient keys at all
     _png(plot_grad_norms(sparse, tmp_path / "sparse.png"))
 
@@ -117,3 +140,55 @@ def test_points_make_a_scatter_with_the_mode_centres_marked(tmp_path):
 def test_unsupported_shapes_are_errors(tmp_path, shape):
     with pytest.raises(ValueError, match="save_sample_grid"):
         save_sample_grid(np.zeros(shape), tmp_path / "bad.png")
+
+
+def _fresh(draw, *args, **kwargs):
+    """Draw in a new thread: templates are per thread, so this one builds its figure anew."""
+    out = {}
+    worker = threading.Thread(target=lambda: out.update(path=draw(*args, **kwargs)))
+    worker.start()
+    worker.join()
+    return out["path"]
+
+
+def _pixels(path) -> np.ndarray:
+    return np.asarray(_png(path))
+
+
+def _other_history() -> list[dict[str, float]]:
+    history = _history(30)
+    for rec in history:
+        rec.update({"loss/g": 3 * rec["loss/g"], "grad/g_norm": 100 * rec["grad/g_norm"]})
+        rec["grad/d/net.0.weight"] = 5.0
+    return history
+
+
+@pytest.mark.parametrize("draw", [plot_dynamics, plot_grad_norms], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("first", ["same_layout", "scores", "no_accuracy"])
+def test_reused_template_draws_what_a_fresh_figure_draws(tmp_path, draw, first):
+    earlier = {
+        "same_layout": _other_history(),
+        "scores": _history(20, scores=True),  # another layout: critic panel, no 0.5 line
+        "no_accuracy": [
+            {k: v for k, v in r.items() if "accuracy" not in k} for r in _other_history()
+        ],
+    }[first]
+    before = _pixels(draw(earlier, tmp_path / "before.png"))
+    reused = _pixels(draw(_history(), tmp_path / "reused.png"))
+    fresh = _pixels(_fresh(draw, _history(), tmp_path / "fresh.png"))
+    assert (before != reused).any()  # the earlier figure's data is gone...
+    np.testing.assert_array_equal(reused, fresh)  # ...and nothing of it stayed behind
+
+
+def test_reused_scatter_draws_what_a_fresh_one_draws(tmp_path):
+    rng = np.random.default_rng(1)
+    angles = 2 * np.pi * np.arange(8) / 8
+    centers = np.stack([np.cos(angles), np.sin(angles)], 1)
+    wide = 3 * centers[rng.integers(0, 8, 1000)] + 10  # far from the next samples
+    blob = rng.standard_normal((1000, 2))
+    blob[5] = np.nan  # a diverged sample must not disturb the limits
+    before = _pixels(save_sample_grid(wide, tmp_path / "before.png", centers=centers))
+    reused = _pixels(save_sample_grid(blob, tmp_path / "reused.png", centers=centers))
+    fresh = _pixels(_fresh(save_sample_grid, blob, tmp_path / "fresh.png", centers=centers))
+    assert (before != reused).any()
+    np.testing.assert_array_equal(reused, fresh)
