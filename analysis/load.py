@@ -289,18 +289,28 @@ def read_sweep_table(
     Returns:
         One Arrow table; trials sorted by ``trial_id``, epochs in the order they were written.
     """
-    tables = []
-    for path in table_sources(root, name):
-        names = pq.read_schema(path).names
-        wanted = None if columns is None else [c for c in names if c in {"trial_id", *columns}]
-        table = pq.read_table(path, columns=wanted)
-        if trial_ids is not None:
-            table = table.filter(pc.is_in(table.column("trial_id"), pa.array(list(trial_ids))))
-        tables.append(table.replace_schema_metadata(None))
+    for attempt in range(5):
+        try:
+            tables = [_read_source(path, columns, trial_ids) for path in table_sources(root, name)]
+            break
+        except FileNotFoundError:  # a running sweep merged parts after we listed them: list again
+            if attempt == 4:
+                raise
     if not tables:
         return pa.table({"trial_id": pa.array([], pa.string())})
     table = concat(latest_rows(tables))
     return table.sort_by("trial_id") if name == "trials" else table
+
+
+def _read_source(
+    path: Path, columns: Sequence[str] | None, trial_ids: Sequence[str] | None
+) -> pa.Table:
+    names = pq.read_schema(path).names
+    wanted = None if columns is None else [c for c in names if c in {"trial_id", *columns}]
+    table = pq.read_table(path, columns=wanted)
+    if trial_ids is not None:
+        table = table.filter(pc.is_in(table.column("trial_id"), pa.array(list(trial_ids))))
+    return table.replace_schema_metadata(None)
 
 
 def unify(schemas: Sequence[pa.Schema]) -> pa.Schema:

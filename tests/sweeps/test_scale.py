@@ -233,3 +233,27 @@ def test_driver_keeps_no_records_of_finished_trials_and_never_waits_for_mlflow(t
         assert client.get_run(run_id).info.status == "FINISHED"
         steps = [m.step for m in client.get_metric_history(run_id, "loss/d")]
         assert sorted(steps) == [1, 2, 3]
+
+
+def test_a_reader_during_the_sweep_never_meets_a_part_merged_away(tmp_path):
+    """Parts merged between listing and reading them: the reader lists again."""
+    import threading
+
+    sweep_dir = _sweep(tmp_path)
+    tables = SweepTables(sweep_dir)
+    done = threading.Event()
+
+    def write() -> None:
+        for i in range(3 * MERGE_AT):
+            _trial(tables, i, epochs=1)
+            tables.append()
+        done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    seen = []
+    while not done.is_set():
+        seen.append(read_sweep_table(sweep_dir.root, "epochs").num_rows)
+    writer.join()
+    assert seen == sorted(seen) and len(seen) > 3
+    assert read_sweep_table(sweep_dir.root, "epochs").num_rows == 3 * MERGE_AT
