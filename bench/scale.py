@@ -263,7 +263,7 @@ def start_postgres() -> tuple[Any, str]:
         time.sleep(0.5)
     subprocess.run(["createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "mlflow"],
                    **run_)  # fmt: skip
-    return proc, f"postgresql://postgres@127.0.0.1:{port}/mlflow"
+    return proc, f"postgresql+psycopg2://postgres@127.0.0.1:{port}/mlflow"
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
