@@ -24,10 +24,9 @@ from typing import Any
 import numpy as np
 import optuna
 from ray.tune import Callback
-from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from .gridsearch import LiveFIFOScheduler
 from .spec import (
     FAILED_OBJECTIVE,
     AshaScheduler,
@@ -217,7 +216,7 @@ class GanOptunaSearch(OptunaSearch):
         self._completed_trials.add(trial_id)
 
 
-class OptunaPrunerScheduler(LiveFIFOScheduler):
+class OptunaPrunerScheduler(FIFOScheduler):
     """A Tune scheduler that stops a trial when the study's Optuna pruner says so."""
 
     def __init__(self, searcher: GanOptunaSearch):
@@ -291,7 +290,7 @@ def build_search(
     elif isinstance(sched_cfg, OptunaPruner):
         scheduler = OptunaPrunerScheduler(searcher)
     else:
-        scheduler = LiveFIFOScheduler()
+        scheduler = FIFOScheduler()
     # The sampler learns only from finished trials: never ask it for more than can run at once.
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent), scheduler
 
