@@ -10,6 +10,8 @@ import torch
 from gan_core import Member, RunConfig, Trainer
 from gan_core.families import FAMILIES
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 RUNS = {
     "gan": {
         "data": {"name": "ring", "n_points": 1000},
@@ -39,14 +41,6 @@ RUNS = {
         "train": {"epochs": 3, "steps_per_epoch": 2, "batch_size": 8},
     },
 }
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _trained(family: str, stop_after: int | None = None) -> Trainer:

@@ -11,21 +11,14 @@ from gan_core.families.progressive import Schedule, downsample
 from gan_core.monitor import verdict
 from gan_core.progressive_models import ProgressiveDiscriminator, ProgressiveGenerator
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SMALL = {
     "family": "progressive",
     "progressive": {"resolutions": [4, 8, 16], "fade_epochs": 1, "stable_epochs": 1},
     "train": {"epochs": 5, "steps_per_epoch": 4, "batch_size": 8},
     "eval": {"every": 0, "n_samples": 200},
 }
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small convolutions: on a shared 2-core machine a second torch thread costs ~20x.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _cfg(**sections):

@@ -16,6 +16,8 @@ from gan_core.seeding import EVAL, make_generator
 from gan_core.seq_metrics import SequenceEvaluator, js_divergence
 from gan_core.tokens import PAD, markov_chain, ngram_counts, python_code
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SMALL = {
     "family": "sequence",
     "sequence": {"length": 12, "vocab_size": 8, "markov_successors": 2, "g_channels": 32,
@@ -24,15 +26,6 @@ SMALL = {
     "train": {"epochs": 6, "steps_per_epoch": 30, "batch_size": 32, "g_lr": 3e-3, "d_lr": 3e-3},
     "eval": {"every": 0, "n_samples": 500},
 }
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine two threads contend (measured 9x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _cfg(**sections):

@@ -18,18 +18,9 @@ import torch
 from gan_core import Member, RunConfig, Trainer
 from gan_core.quality import mixture_metrics, mode_histogram
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 SEEDS = (0, 1, 2, 3, 4)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Pin the thread count: float reductions, hence GAN trajectories, depend on it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def train(spec: dict, members: list[Member]) -> Trainer:
