@@ -172,6 +172,7 @@ class Recorder:
                         # Already recorded: a restored experiment whose last snapshot predates
                         # the end of this trial resumes it from its final checkpoint, reports again.
                         self.observed.pop(tid, None)
+                        self._complete_recorded_run(tid, old)
                         continue
                     outcome = self._outcome(tid, cfg, last_result, ckpt, ray_trial_id, error)
                     if old is not None and outcome.status == "error":
@@ -185,6 +186,28 @@ class Recorder:
         for outcome, summary in stored:
             self._recorded(outcome, summary)
         return [outcome for outcome, _ in stored]
+
+    def _complete_recorded_run(self, tid: str, summary: dict[str, Any]) -> None:
+        """A trial whose rows a killed driver wrote before its MLflow run id reached the table:
+        complete that run from the rows on disk, as `sync` would (a no-op if it is complete)."""
+        sink = self.sinks.pop(tid, None)
+        if sink is None:
+            return
+        self.tracker.sinks.discard(sink)
+        if summary.get("mlflow_run_id") or sink.run_id is None or self.tracker.behind:
+            return
+        rows = self.tables.read("trials", trial_ids=[tid]).to_pylist()
+        if not rows:
+            return
+        self.awaiting[tid] = {**rows[0], "tracking_uri": self.tracker.uri}
+        outcome = _outcome_from_row(self.dir, rows[0], self.tables.epochs_of([tid]).get(tid, []))
+        sink.finish_async(
+            outcome.records,
+            outcome_tags(outcome),
+            self.dir.trial_dir(tid),
+            "FAILED" if outcome.status == "error" else "FINISHED",
+            on_done=self._when_logged(tid, sink.run_id),
+        )
 
     def _write_failed(self, err: OSError) -> None:
         self.tables.discard()  # rows not on disk are rebuilt by resume

@@ -218,9 +218,11 @@ class SweepTables:
         return self.dir.root / PARTS / name
 
     # ------------------------------------------------------------------ reading
-    def read(self, name: str, columns: list[str] | None = None) -> pa.Table:
+    def read(
+        self, name: str, columns: list[str] | None = None, trial_ids: list[str] | None = None
+    ) -> pa.Table:
         """Table `name` as it is on disk (files and parts), without what is staged."""
-        return read_sweep_table(self.dir.root, name, columns)
+        return read_sweep_table(self.dir.root, name, columns, trial_ids)
 
     @cached_property
     def trials(self) -> dict[str, dict[str, Any]]:

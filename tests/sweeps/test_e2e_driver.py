@@ -129,29 +129,32 @@ def test_signal_stops_cleanly_then_resume(tmp_path, sig, code):
     _check_complete(root, 5, 6)
 
 
-def _in_flight_checkpoint(root: Path, every: int) -> bool:
-    """A finished trial, and a running one whose checkpoint is in Tune's last snapshot of the
-    experiment (the state that `Tuner.restore` reads).
+def _in_flight_checkpoint(root: Path, every: int) -> set[str]:
+    """Trials running in Tune's last snapshot of the experiment (the state that
+    `Tuner.restore` reads) with their first checkpoint in it, once another trial finished.
 
     Read from the snapshot's content, not from file times: it holds each trial's status and
     last result, and Tune fetches the result after a checkpoint only once it has registered
-    that checkpoint, so a running trial with a result past epoch `every` has one.
+    that checkpoint, so a running trial with a result past epoch `every` has one. Only trials
+    at most at epoch 2 * `every` count: they have epochs left to run when the kill lands,
+    where one near its end could finish (and be recorded) first.
     """
     done = set(pd.read_parquet(root / "trials.parquet").trial_id) if _rows(root) else set()
     states = sorted((root / "tune" / "grid").glob("experiment_state-*.json"))
     if not done or len(done) >= 4 or not states:
-        return False
+        return set()
     try:
         snapshot = json.loads(states[-1].read_text())
         entries = [(json.loads(t), json.loads(m)) for t, m in snapshot["trial_data"]]
     except (OSError, ValueError, KeyError):  # caught mid-write
-        return False
-    return any(
-        trial["status"] == "RUNNING"
-        and trial["custom_trial_name"] not in done
-        and (meta.get("last_result") or {}).get("training_iteration", 0) > every
+        return set()
+    return {
+        trial["custom_trial_name"]
         for trial, meta in entries
-    )
+        if trial["status"] == "RUNNING"
+        and trial["custom_trial_name"] not in done
+        and every < (meta.get("last_result") or {}).get("training_iteration", 0) <= 2 * every
+    }
 
 
 def _timeline(root: Path) -> str:
@@ -179,10 +182,11 @@ def test_resume_after_killed_driver(tmp_path):
     # the kill below finds a trial whose checkpoint the snapshot already knows.
     env = {"TUNE_GLOBAL_CHECKPOINT_S": "1"}
     proc = _gansweep("run", str(path), "--no-triage", log=tmp_path / "run.log", env=env)
+    in_flight: set[str] = set()
     try:
         try:
-            _wait_for(lambda: _in_flight_checkpoint(root, every), 240, "a checkpoint mid-trial",
-                      proc)
+            _wait_for(lambda: in_flight.update(_in_flight_checkpoint(root, every)) or in_flight,
+                      240, "a checkpoint mid-trial", proc)
         except AssertionError as missed:
             raise AssertionError(f"{missed}\n{_timeline(root)}") from None
         os.kill(proc.pid, signal.SIGKILL)  # the driver only, as a crash would
@@ -198,12 +202,15 @@ def test_resume_after_killed_driver(tmp_path):
     for tid, finished_at in before.items():  # finished trials were not run again
         assert trials.finished_at[tid] == finished_at
         assert trials.attempts[tid] == 1
-    # The in-flight trial keeps its first start and counts the resume as a second attempt.
-    carried = trials[(trials.attempts >= 2)]
-    assert len(carried) >= 1, trials[["started_at", "attempts"]]
+    # The in-flight trials keep their first start and count the resume as a second attempt.
+    carried = trials.loc[sorted(in_flight)]
+    assert (carried.attempts >= 2).all(), trials[["started_at", "attempts"]].to_string()
     assert (pd.to_datetime(carried.started_at) < resume_started).all(), carried.started_at
     log = (tmp_path / "resume.log").read_text()
     assert "(resumed at epoch " in log, log  # the in-flight trial went on from its checkpoint
+    # Trials the killed driver recorded before their MLflow run ids reached the table get them.
+    assert trials.mlflow_run_id.notna().all(), trials.mlflow_run_id.to_string()
+    assert "not logged to MLflow" not in log, log
 
 
 def test_write_error_mid_sweep_then_resume_loses_nothing(tmp_path):

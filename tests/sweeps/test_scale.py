@@ -257,3 +257,50 @@ def test_a_reader_during_the_sweep_never_meets_a_part_merged_away(tmp_path):
     writer.join()
     assert seen == sorted(seen) and len(seen) > 3
     assert read_sweep_table(sweep_dir.root, "epochs").num_rows == 3 * MERGE_AT
+
+
+def test_resumed_driver_completes_the_run_a_killed_driver_left_open(tmp_path):
+    """Driver 1 writes a trial's rows, then dies before its MLflow run is complete (the run
+    id never reaches the table). Tune restores the trial from its final checkpoint and it
+    reports again: driver 2 keeps the rows and completes that same run from them."""
+    import threading
+
+    from mlflow import MlflowClient
+
+    from sweeps.recorder import Recorder
+    from sweeps.runner import _create_dir, plan_run
+
+    from .conftest import write_sweep
+
+    plan = plan_run(write_sweep(tmp_path, grid={"seed": [0]}), nodes=[{"CPU": 2}])
+    root = _create_dir(plan).root
+    config = {"trial": {"members": [{"trial_id": "t0000", "point": {"seed": 0}}]}}
+    first = Recorder(root)
+    first.connect()
+    first.trial_started(config, "ray-0")
+    for e in range(1, 4):
+        first.trial_result(config, {"records": {"t0000": {"epoch": e, "loss/d": 0.5}}}, "ray-0")
+    dead = threading.Event()
+    first.tracker._writer.submit(dead.wait, 120)  # the driver dies before the writer gets on
+    first.trial_finished(config, {}, _checkpoint(tmp_path, "t0000", 3), "ray-0")
+    written = read_sweep_table(root, "trials").to_pandas()
+    assert written.mlflow_run_id.isna().all()
+    try:
+        second = Recorder(root)
+        second.connect()
+        second.trial_started(config, "ray-0b")  # restored from its final checkpoint
+        assert second.trial_finished(config, {}, _checkpoint(tmp_path / "b", "t0000", 3),
+                                     "ray-0b") == []  # already recorded: no second row
+        second.finish(complete=True)
+        trials = pd.read_parquet(second.dir.trials_parquet)
+        assert len(trials) == 1 and trials.finished_at[0] == written.finished_at[0]
+        assert second.unlogged() == [] and trials.mlflow_run_id.notna().all()
+        client = MlflowClient(second.tracker.uri)
+        run = client.get_run(trials.mlflow_run_id[0])
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["gansweep.verdict"] == "stable"
+        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss/d")) == [
+            1, 2, 3
+        ]
+    finally:
+        dead.set()
