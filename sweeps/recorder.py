@@ -199,22 +199,17 @@ class Recorder:
         rows = self.tables.read("trials", trial_ids=[tid]).to_pylist()
         if not rows:
             return
-        self.awaiting[tid] = {**rows[0], "tracking_uri": self.tracker.uri}
         outcome = _outcome_from_row(self.dir, rows[0], self.tables.epochs_of([tid]).get(tid, []))
-        sink.finish_async(
-            outcome.records,
-            outcome_tags(outcome),
-            self.dir.trial_dir(tid),
-            "FAILED" if outcome.status == "error" else "FINISHED",
-            on_done=self._when_logged(tid, sink.run_id),
-        )
+        self._complete_async(sink, outcome, {**rows[0], "tracking_uri": self.tracker.uri})
 
     def _write_failed(self, err: OSError) -> None:
         self.tables.discard()  # rows not on disk are rebuilt by resume
         if self.write_error is None:
             self.write_error = err
-            say(f"write error: {describe_os_error(err)}; stopping the sweep (nothing is lost: "
-                f"finished trials keep their results in their checkpoints)")
+            say(
+                f"write error: {describe_os_error(err)}; stopping the sweep (nothing is lost: "
+                f"finished trials keep their results in their checkpoints)"
+            )
 
     def _outcome(
         self,
@@ -283,16 +278,21 @@ class Recorder:
         outcome.tracking_uri = self.tracker.uri
         row = trial_row(outcome, self.meta.get("varied", []))  # mlflow_run_id: once complete
         if sink.run_id is not None and not self.tracker.behind:  # else left for `sync`
-            self.awaiting[tid] = row
-            sink.finish_async(
-                outcome.records,
-                outcome_tags(outcome),
-                self.dir.trial_dir(tid),
-                "FAILED" if outcome.status == "error" else "FINISHED",
-                on_done=self._when_logged(tid, sink.run_id),
-            )
+            self._complete_async(sink, outcome, row)
         self.tables.upsert(row, epoch_rows(tid, outcome.records))
         return self._summary(row)
+
+    def _complete_async(self, sink: MlflowSink, outcome: TrialOutcome, row: dict[str, Any]) -> None:
+        """Complete the trial's run on the writer; `row` gets its run id when that is done."""
+        tid = outcome.trial_id
+        self.awaiting[tid] = row
+        sink.finish_async(
+            outcome.records,
+            outcome_tags(outcome),
+            self.dir.trial_dir(tid),
+            "FAILED" if outcome.status == "error" else "FINISHED",
+            on_done=self._when_logged(tid, sink.run_id),
+        )
 
     def _when_logged(self, tid: str, run_id: str) -> Callable[[bool], None]:
         """What the writer thread calls when the trial's run is complete (or failed)."""

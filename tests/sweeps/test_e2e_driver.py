@@ -175,8 +175,9 @@ def test_resume_after_killed_driver(tmp_path):
     # Checkpoints at epochs 4, 8, 12 (two kept): the one at 4 stays on disk until the trial ends.
     every = 4
     base = {**SLOWER, "train": {"steps_per_epoch": 400, "batch_size": 64}}
-    path = write_sweep(tmp_path, base=base, epochs=12, grid={"seed": [0, 1, 2, 3]},
-                       checkpoint_every=every)
+    path = write_sweep(
+        tmp_path, base=base, epochs=12, grid={"seed": [0, 1, 2, 3]}, checkpoint_every=every
+    )
     root = tmp_path / "runs" / "tiny"
     # Snapshot the experiment every second (Tune's default is at least every 10 s), so that
     # the kill below finds a trial whose checkpoint the snapshot already knows.
@@ -185,8 +186,12 @@ def test_resume_after_killed_driver(tmp_path):
     in_flight: set[str] = set()
     try:
         try:
-            _wait_for(lambda: in_flight.update(_in_flight_checkpoint(root, every)) or in_flight,
-                      240, "a checkpoint mid-trial", proc)
+            _wait_for(
+                lambda: in_flight.update(_in_flight_checkpoint(root, every)) or in_flight,
+                240,
+                "a checkpoint mid-trial",
+                proc,
+            )
         except AssertionError as missed:
             raise AssertionError(f"{missed}\n{_timeline(root)}") from None
         os.kill(proc.pid, signal.SIGKILL)  # the driver only, as a crash would

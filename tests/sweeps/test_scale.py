@@ -289,8 +289,8 @@ def test_resumed_driver_completes_the_run_a_killed_driver_left_open(tmp_path):
         second = Recorder(root)
         second.connect()
         second.trial_started(config, "ray-0b")  # restored from its final checkpoint
-        assert second.trial_finished(config, {}, _checkpoint(tmp_path / "b", "t0000", 3),
-                                     "ray-0b") == []  # already recorded: no second row
+        final = _checkpoint(tmp_path / "b", "t0000", 3)
+        assert second.trial_finished(config, {}, final, "ray-0b") == []  # no second row
         second.finish(complete=True)
         trials = pd.read_parquet(second.dir.trials_parquet)
         assert len(trials) == 1 and trials.finished_at[0] == written.finished_at[0]
@@ -299,8 +299,7 @@ def test_resumed_driver_completes_the_run_a_killed_driver_left_open(tmp_path):
         run = client.get_run(trials.mlflow_run_id[0])
         assert run.info.status == "FINISHED"
         assert run.data.tags["gansweep.verdict"] == "stable"
-        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss/d")) == [
-            1, 2, 3
-        ]
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss/d")]
+        assert sorted(steps) == [1, 2, 3]
     finally:
         dead.set()
