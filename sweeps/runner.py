@@ -622,7 +622,7 @@ def run_sweep(
     """Start a validated grid sweep. Returns the exit code."""
     from ray import tune
 
-    from .gridsearch import limited
+    from .gridsearch import LiveFIFOScheduler, limited
 
     name = "grid"
     sweep_dir = _create_dir(plan)  # before Ray starts: a second launch must see it taken
@@ -638,6 +638,7 @@ def run_sweep(
             _trainable(plan.spec),
             tune_config=tune.TuneConfig(
                 search_alg=limited(packs, plan.spec.execution.max_concurrent, cpus),
+                scheduler=LiveFIFOScheduler(),
                 num_samples=len(packs),
                 reuse_actors=plan.spec.execution.reuse_actors,
                 trial_name_creator=_trial_name,

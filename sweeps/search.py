@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import optuna
 from ray.tune import Callback
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from .gridsearch import LiveFIFOScheduler
 from .spec import (
     FAILED_OBJECTIVE,
     AshaScheduler,
@@ -216,7 +217,7 @@ class GanOptunaSearch(OptunaSearch):
         self._completed_trials.add(trial_id)
 
 
-class OptunaPrunerScheduler(FIFOScheduler):
+class OptunaPrunerScheduler(LiveFIFOScheduler):
     """A Tune scheduler that stops a trial when the study's Optuna pruner says so."""
 
     def __init__(self, searcher: GanOptunaSearch):
@@ -290,7 +291,7 @@ def build_search(
     elif isinstance(sched_cfg, OptunaPruner):
         scheduler = OptunaPrunerScheduler(searcher)
     else:
-        scheduler = FIFOScheduler()
+        scheduler = LiveFIFOScheduler()
     # The sampler learns only from finished trials: never ask it for more than can run at once.
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent), scheduler
 
