@@ -13,6 +13,7 @@ CPUs (more than the machine's cores), so the driver, not the work, is what is me
     python bench/scale.py --tables-only --trials 10000       # the Parquet tables alone
     python bench/scale.py --tune-memory --trials 1000        # Tune's memory per trial
     python bench/scale.py --variants --trials 10000          # creating the grid's Tune trials
+    python bench/scale.py --memory --trials 3000 --sleep 0.2 # where the driver's memory grows
 
 Prints (and writes to bench/scale-<N>.json):
   driver_ms_per_trial_first_10pct= / _last_10pct=  time the driver's main thread spent in
@@ -125,6 +126,7 @@ class Meter:
         self.started: float | None = None
         self.base = (0.0, 0.0)  # callback s and CPU s when the sweep's callback was set up
         self.ended: float | None = None
+        self.census: MemoryCensus | None = None
 
     def wrap(self, cls: Any) -> None:
         for name in ("on_trial_start", "on_trial_result", "on_trial_complete", "on_trial_error",
@@ -159,6 +161,8 @@ class Meter:
                     self.marks.append(
                         (self.in_callback, time.thread_time(), time.monotonic(), _rss_kb())
                     )
+                    if self.census is not None:
+                        self.census.mark(len(self.marks))
 
         setattr(cls, name, timed)
 
@@ -178,6 +182,66 @@ def _rss_kb() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+class MemoryCensus:
+    """Where the driver's Python heap grows between the first tenth of completions and the
+    last (tracemalloc, one frame): KB per trial by package and by line of code.
+
+    Memory outside Python's allocator (Arrow's pool, SQLite's cache) is the RSS growth that
+    the traced growth does not explain."""
+
+    def __init__(self, trials: int) -> None:
+        import tracemalloc
+
+        tracemalloc.start(1)
+        self.at = {max(1, trials // 10): "first", trials: "end"}
+        self.snaps: dict[str, tuple[Any, int, int]] = {}
+
+    def mark(self, completed: int) -> None:
+        import gc
+        import tracemalloc
+
+        name = self.at.get(completed)
+        if name is not None:
+            gc.collect()
+            self.snaps[name] = (tracemalloc.take_snapshot(), completed, _rss_kb())
+
+    def result(self) -> dict[str, Any]:
+        if set(self.snaps) != {"first", "end"}:
+            return {}
+        (first, n0, rss0), (end, n1, rss1) = self.snaps["first"], self.snaps["end"]
+        trials = max(1, n1 - n0)
+        by_file = end.compare_to(first, "filename")
+        packages: dict[str, int] = {}
+        for diff in by_file:
+            name = _package(diff.traceback[0].filename)
+            packages[name] = packages.get(name, 0) + diff.size_diff
+        top = sorted(packages.items(), key=lambda kv: -kv[1])[:12]
+        lines = end.compare_to(first, "lineno")[:12]
+        traced = sum(packages.values())
+        return {
+            "rss_growth_kb_per_trial": round((rss1 - rss0) / trials, 1),
+            "traced_growth_kb_per_trial": round(traced / 1024 / trials, 1),
+            "growth_kb_per_trial_by_package": {k: round(v / 1024 / trials, 2) for k, v in top},
+            "growth_kb_per_trial_by_line": {
+                f"{_package(d.traceback[0].filename)}:{Path(d.traceback[0].filename).name}:"
+                f"{d.traceback[0].lineno}": round(d.size_diff / 1024 / trials, 2)
+                for d in lines
+            },
+        }
+
+
+def _package(filename: str) -> str:
+    """`ray/tune`, `mlflow/store`, `sweeps`, ... for a source file's path."""
+    parts = Path(filename).parts
+    if "site-packages" in parts:
+        rest = parts[parts.index("site-packages") + 1 :]
+        return "/".join(rest[:2]) if len(rest) > 2 else rest[0]
+    try:
+        return Path(filename).resolve().relative_to(ROOT).parts[0]
+    except ValueError:
+        return "python" if "/lib/python" in filename else filename
 
 
 class MlflowMeter:
@@ -277,6 +341,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     meter, mlflow_meter = Meter(), MlflowMeter()
     meter.wrap(SweepCallback)
+    if args.memory:
+        meter.census = MemoryCensus(args.trials)
     trainable = tune.with_parameters(
         standin_trial, epochs=args.epochs, metrics=args.metrics, sleep_s=args.sleep
     )
@@ -311,7 +377,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         for process in (server, postgres):
             if process is not None:
                 stop_process(process)
-    return _result(args, workdir, meter, mlflow_meter, code, total)
+    out = _result(args, workdir, meter, mlflow_meter, code, total)
+    return {**out, **(meter.census.result() if meter.census is not None else {})}
 
 
 def _result(
@@ -501,6 +568,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--variants", action="store_true", help="the driver's cost of creating the grid's trials"
+    )
+    parser.add_argument(
+        "--memory", action="store_true", help="where the driver's memory grows (tracemalloc)"
     )
     parser.add_argument("--keep", type=Path, help="keep the sweep directory here")
     args = parser.parse_args()

@@ -86,6 +86,7 @@ class SweepCallback(Callback):
         self.recorder.trial_finished(
             trial.config, trial.last_result or {}, trial.checkpoint, trial.trial_id
         )
+        self._let_go_of_results(trial)
         self._stop_on_write_error()
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -100,7 +101,29 @@ class SweepCallback(Callback):
             trial.trial_id,
             error=_error_text(trial),
         )
+        self._let_go_of_results(trial)
         self._stop_on_write_error()
+
+    def _let_go_of_results(self, trial: Any) -> None:
+        """Once a trial's rows are on disk, shrink what Tune keeps of it to the end of the sweep.
+
+        Tune holds every trial's last result (each member's last record and verdict), the
+        results of its kept checkpoints, and running statistics of every numeric leaf of its
+        results (two deques each), with a cached JSON copy for the experiment snapshot: about
+        50 KB of a 20-epoch trial that nothing reads once the tables have it (traced growth
+        131 -> 81 KB per trial: `python bench/scale.py --memory`, docs/benchmarks.md). A
+        trial not recorded keeps them all: after a restore, the reconciliation writes its
+        rows from them.
+        """
+        ids = [m["trial_id"] for m in trial.config["trial"]["members"]]
+        if any(tid not in self.recorder.done for tid in ids):
+            return
+        meta = trial.run_metadata
+        meta.last_result = _slim(meta.last_result)
+        meta.metric_analysis, meta.metric_n_steps = {}, {}
+        manager = meta.checkpoint_manager
+        for kept in getattr(manager, "best_checkpoint_results", None) or []:
+            kept.metrics = _slim(kept.metrics)
 
     def _stop_on_write_error(self) -> None:
         """Results that cannot be written: stop the sweep as Ctrl-C does (trials stay resumable).
@@ -138,6 +161,14 @@ def _error_text(trial: Any) -> str:
 
 def _first_line(trial: Any) -> str:
     return failure_summary(_error_text(trial))
+
+
+_HEAVY_RESULT_KEYS = ("records", "verdicts", "histories", "errors", "config")
+
+
+def _slim(result: dict[str, Any] | None) -> dict[str, Any]:
+    """A Tune result without the members' records, verdicts and config (kept in the tables)."""
+    return {k: v for k, v in (result or {}).items() if k not in _HEAVY_RESULT_KEYS}
 
 
 def failure_summary(text: str) -> str:

@@ -303,3 +303,50 @@ def test_resumed_driver_completes_the_run_a_killed_driver_left_open(tmp_path):
         assert sorted(steps) == [1, 2, 3]
     finally:
         dead.set()
+
+
+def test_a_recorded_trial_leaves_tune_only_its_scalars():
+    """Tune keeps every trial object to the end of the sweep: once the trial's rows are in
+    the tables, its records, verdicts and metric statistics go; a trial not yet recorded
+    keeps everything (the reconciliation after a restore writes its rows from them)."""
+    import json
+    from types import SimpleNamespace
+
+    from ray.train import CheckpointConfig
+    from ray.train._internal.checkpoint_manager import _CheckpointManager
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune.experiment.trial import Trial
+
+    from sweeps.callback import SweepCallback
+
+    def finished(tid: str) -> Trial:
+        trial = Trial("standin", config={"trial": {"members": [{"trial_id": tid}]}}, stub=True)
+        manager = _CheckpointManager(CheckpointConfig(num_to_keep=2))
+        trial.run_metadata.checkpoint_manager = manager
+        for e in range(1, 21):
+            record = {"epoch": e, **{f"loss/m{k}": 0.1 * k + e for k in range(40)}}
+            result = {"epoch": e, "training_iteration": e, "objective": 8.0, "done": False,
+                      "final": e == 20, "records": json.dumps({tid: record})}  # fmt: skip
+            if e == 20:
+                verdict = {"status": "stable", "onset_epoch": None, "evidence": {"q": 1.0}}
+                result.update(verdict="stable", verdicts={tid: verdict})
+            trial.update_last_result(result)
+        manager.register_checkpoint(_TrainingResult(None, result))
+        return trial
+
+    callback = SweepCallback("unused")
+    callback._recorder = SimpleNamespace(done={"t0": {"status": "ok"}})
+    recorded, unrecorded = finished("t0"), finished("t1")
+    before = len(recorded.run_metadata.get_json_state())
+    callback._let_go_of_results(recorded)
+    callback._let_go_of_results(unrecorded)
+    after = len(recorded.run_metadata.get_json_state())
+    assert after < before / 4, (before, after)
+    assert "records" not in recorded.last_result and "verdicts" not in recorded.last_result
+    assert recorded.last_result["training_iteration"] == 20
+    assert recorded.last_result["verdict"] == "stable"
+    assert recorded.run_metadata.metric_analysis == {}
+    kept = recorded.run_metadata.checkpoint_manager.latest_checkpoint_result.metrics
+    assert "records" not in kept
+    assert "records" in unrecorded.last_result and unrecorded.run_metadata.metric_analysis
+    assert len(unrecorded.run_metadata.get_json_state()) > before - 50  # ids differ in length
