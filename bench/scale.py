@@ -13,7 +13,7 @@ CPUs (more than the machine's cores), so the driver, not the work, is what is me
     python bench/scale.py --tables-only --trials 10000       # the Parquet tables alone
     python bench/scale.py --tune-memory --trials 1000        # Tune's memory per trial
     python bench/scale.py --variants --trials 10000          # creating the grid's Tune trials
-    python bench/scale.py --memory --trials 3000 --sleep 0.2 # where the driver's memory grows
+    python bench/scale.py --memory --trials 1500 --sleep 0.2 --cpus 16  # memory growth
 
 Prints (and writes to bench/scale-<N>.json):
   driver_ms_per_trial_first_10pct= / _last_10pct=  time the driver's main thread spent in
