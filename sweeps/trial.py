@@ -32,6 +32,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
 import traceback
 from pathlib import Path
@@ -103,6 +104,19 @@ def objective_value(history: list[dict[str, float]], metric: str | None) -> floa
     return math.nan
 
 
+def _quiet_stop_in_ignored_context(unraisable: Any) -> None:
+    """Drop the traceback of a stop that landed where Python cannot raise, print the rest.
+
+    When a sweep stops, Ray ends the trial's worker with SIGTERM and its handler raises
+    SystemExit; if that lands inside a weakref callback or `__del__`, Python prints
+    "Exception ignored in ..." with a traceback, which Ray forwards to the user's console
+    next to gansweep's one-line reason for stopping. Only that exit is silenced (Ray still
+    ends the worker); every other unraisable exception is printed as Python would.
+    """
+    if not issubclass(unraisable.exc_type, (SystemExit, KeyboardInterrupt)):
+        sys.__unraisablehook__(unraisable)
+
+
 def train_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
     """Tune function trainable. `spec` (the sweep file, via tune.with_parameters)."""
     from ray import tune
@@ -110,6 +124,7 @@ def train_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
     # Ray logs every persisted and restored checkpoint at INFO; the driver prints progress.
     for name in ("ray.train", "ray.tune"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    sys.unraisablehook = _quiet_stop_in_ignored_context
     sweep = SweepSpec.model_validate(spec)
     ids = member_ids(config)
     metric = sweep.search.objective.metric if sweep.search else None

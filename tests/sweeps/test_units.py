@@ -194,3 +194,29 @@ def test_best_is_the_studys_best():
     assert best_row(rows, "quality/modes", "max") == ("o0000", 8.0)  # ties: the earliest
     assert best_row(rows, "quality/modes", "min") == ("o0000", 8.0)
     assert best_row(rows[4:], "quality/modes", "max") is None
+
+
+def test_a_stop_inside_a_finaliser_prints_no_traceback_but_other_errors_do(monkeypatch, capsys):
+    """Ray's SIGTERM handler raising SystemExit inside a weakref callback or __del__ is the
+    worker being stopped, not a fault: the trial's hook keeps its traceback off the console."""
+    import gc
+    import sys
+
+    from sweeps.trial import _quiet_stop_in_ignored_context
+
+    monkeypatch.setattr(sys, "unraisablehook", _quiet_stop_in_ignored_context)
+
+    class Finaliser:
+        def __init__(self, error):
+            self.error = error
+
+        def __del__(self):
+            raise self.error
+
+    Finaliser(SystemExit(1))
+    gc.collect()
+    assert capsys.readouterr().err == ""
+    Finaliser(ValueError("a real bug"))
+    gc.collect()
+    err = capsys.readouterr().err
+    assert "Exception ignored in" in err and "ValueError: a real bug" in err
