@@ -23,7 +23,12 @@ Prints (and writes to bench/scale-<N>.json):
   tune_ms_per_trial_first_10pct= / _last_10pct=  the driver main thread's CPU time per trial
       finished (Tune's own bookkeeping included)
   sweep_wall_over_ideal_<N>=     wall time of Tune's fit over N x sleep / cpus
-  driver_peak_rss_mb=            the driver's peak resident memory
+  driver_peak_rss_mb=            the driver's peak resident memory, and
+  driver_peak_rss_mb_by_fit= / _by_finish= / _by_left_behind= / _by_triage=  the peak by the
+      end of Tune's fit, of the callback's end (MLflow's backlog, compaction), of logging the
+      runs MLflow fell behind on (after Ray stopped) and of the triage
+  left_behind_runs= / left_behind_logged_s=  runs MLflow fell behind on during the sweep, and
+      the seconds the driver took to log them once Ray had stopped
   mlflow_records_per_s=          metric values MLflow's log_batch took per second of its calls
 """
 
@@ -127,6 +132,8 @@ class Meter:
         self.base = (0.0, 0.0)  # callback s and CPU s when the sweep's callback was set up
         self.ended: float | None = None
         self.census: MemoryCensus | None = None
+        self.peaks: dict[str, int] = {}  # the driver's peak RSS (KB) by the end of each phase
+        self.left_behind, self.left_behind_s = 0, 0.0  # runs MLflow fell behind on, logged after
 
     def wrap(self, cls: Any) -> None:
         for name in ("on_trial_start", "on_trial_result", "on_trial_complete", "on_trial_error",
@@ -141,11 +148,24 @@ class Meter:
 
         def timed_end(callback: Any, trials: list, **info: Any) -> None:
             self.ended = time.monotonic()
+            self.peaks["fit"] = _peak_rss_kb()
             t0 = time.perf_counter()
             end(callback, trials, **info)
             self.finish_s = time.perf_counter() - t0
+            self.peaks["finish"] = _peak_rss_kb()
 
         cls.setup, cls.on_experiment_end = timed_setup, timed_end
+        log_left_behind = cls.log_left_behind
+
+        def timed_log_left_behind(callback: Any, now: bool) -> None:
+            recorder = callback._recorder
+            self.left_behind = len(recorder.left_behind) if recorder is not None else 0
+            t0 = time.perf_counter()
+            log_left_behind(callback, now)
+            self.left_behind_s = time.perf_counter() - t0
+            self.peaks["left_behind"] = _peak_rss_kb()
+
+        cls.log_left_behind = timed_log_left_behind
 
     def _wrap(self, cls: Any, name: str) -> None:
         original = getattr(cls, name)
@@ -174,6 +194,10 @@ class Meter:
             return 1000 * (self.marks[k - 1][column] - self.base[column]) / k
         before = self.marks[n - k - 1][column] if n > k else 0.0
         return 1000 * (self.marks[n - 1][column] - before) / k
+
+
+def _peak_rss_kb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _rss_kb() -> int:
@@ -370,6 +394,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         t0 = time.monotonic()
         code = runner.run_sweep(plan, triage=not args.no_triage)
         total = time.monotonic() - t0
+        meter.peaks["triage"] = _peak_rss_kb()
     finally:
         ray.shutdown()
         from tests.sweeps.conftest import stop_process
@@ -412,10 +437,18 @@ def _result(
         "ideal_s": round(ideal, 1),
         f"sweep_wall_over_ideal_{_label(args.trials)}": round(fit_wall / ideal, 3),
         "end_of_sweep_s": round(getattr(meter, "finish_s", math.nan), 1),
+        "left_behind_runs": meter.left_behind,
+        "left_behind_logged_s": round(meter.left_behind_s, 1),
+        "left_behind_runs_per_s": (
+            round(meter.left_behind / meter.left_behind_s, 2) if meter.left_behind_s else None
+        ),
         "command_wall_s": round(total, 1),
         "driver_rss_mb_at_10pct": round(meter.marks[len(meter.marks) // 10][3] / 1024, 1),
         "driver_rss_mb_at_end": round(meter.marks[-1][3] / 1024, 1),
         "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        # The peak by the end of the fit, of the callback's end (MLflow's backlog drained,
+        # tables compacted, parent run closed) and of the triage: which phase sets it.
+        **{f"driver_peak_rss_mb_by_{k}": round(v / 1024, 1) for k, v in meter.peaks.items()},
         "mlflow_records": mlf.records,
         "mlflow_records_per_s": round(mlf.records / mlf.seconds, 1) if mlf.seconds else None,
         "load_average": os.getloadavg(),

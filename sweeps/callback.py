@@ -28,6 +28,9 @@ class SweepCallback(Callback):
         self._recorder: Recorder | None = None
         self._reconciled = False
         self._stopping = False
+        # Set by the runner that will call `log_left_behind` in this process after the fit;
+        # a copy elsewhere (Ray Client runs the callbacks on the cluster) names them instead.
+        self.log_left_behind_later = False
 
     def __getstate__(self) -> dict[str, Any]:
         return {"root": self.root}
@@ -37,6 +40,7 @@ class SweepCallback(Callback):
         self._recorder = None
         self._reconciled = False
         self._stopping = False
+        self.log_left_behind_later = False
 
     @property
     def write_error(self) -> OSError | None:
@@ -49,6 +53,11 @@ class SweepCallback(Callback):
             self._recorder = Recorder(Path(self.root))
             self._recorder.connect()
         return self._recorder
+
+    def log_left_behind(self, now: bool) -> None:
+        """After the sweep: log the runs MLflow fell behind on (Recorder.log_left_behind)."""
+        if self._recorder is not None:
+            self._recorder.log_left_behind(now)
 
     def setup(self, **info: Any) -> None:
         self.recorder  # noqa: B018 - connect to MLflow now, before trials start
@@ -149,7 +158,7 @@ class SweepCallback(Callback):
             self._reconcile(trials)
         complete = all(t.status in ("TERMINATED", "ERROR") for t in trials)
         self.recorder.progress(0, force=True)
-        self.recorder.finish(complete)
+        self.recorder.finish(complete, self.log_left_behind_later)
 
 
 def _error_text(trial: Any) -> str:

@@ -13,14 +13,17 @@ verdict, objective value, MLflow run id).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import queue
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -57,6 +60,23 @@ _TAKE_LOGGED_EVERY_S = 2.0  # run ids of completed MLflow runs reach the tables 
 def say(message: str) -> None:
     """The sweep's console voice (stdout, flushed; Ray's own logs go to stderr)."""
     print(f"[gansweep] {message}", file=sys.stdout, flush=True)
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, while in this block (main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def now_iso() -> str:
@@ -96,6 +116,7 @@ class Recorder:
         self.write_error: OSError | None = None  # the first failed write to the sweep directory
         # Rows whose MLflow run is being completed by the writer thread, and its answers.
         self.awaiting: dict[str, dict[str, Any]] = {}
+        self.left_behind: list[str] = []  # finished, unlogged while MLflow could not keep up
         self._logged: queue.SimpleQueue[tuple[str, str | None]] = queue.SimpleQueue()
         self._took_at = time.monotonic()
         self._last_progress = time.monotonic()
@@ -386,9 +407,9 @@ class Recorder:
     def unlogged(self) -> list[str]:
         return sorted(t for t, r in self.done.items() if not r.get("mlflow_run_id"))
 
-    def finish(self, complete: bool) -> None:
+    def finish(self, complete: bool, log_left_behind_later: bool = False) -> None:
         """End of this driver's part: compact the tables, close the parent run, tell what was
-        not logged."""
+        not logged (or, with `log_left_behind_later`, keep it for `log_left_behind`)."""
         for sink in self.sinks.values():  # unfinished trials (an interrupted sweep) keep theirs
             sink.flush()
         if self.awaiting:
@@ -401,7 +422,44 @@ class Recorder:
             except OSError as err:
                 self._write_failed(err)
         self.tracker.finish_parent("FINISHED" if complete else "KILLED")
-        missing = self.unlogged()
+        # Trials left behind while MLflow could not keep up are logged once the sweep's
+        # processes are gone (`log_left_behind`); with tracking down, `sync` logs them later.
+        if log_left_behind_later and self.tracker.available:
+            self.left_behind = self.unlogged()
+        else:
+            self._say_unlogged(self.unlogged())
+
+    def log_left_behind(self, now: bool = True) -> None:
+        """Log the trials MLflow fell behind on, as `gansweep sync` would (Ctrl-C or SIGTERM
+        leaves the rest to it); called by the runner after the sweep's processes stopped.
+        A sweep that was stopped (`now` false) only names them for `sync`."""
+        if not self.left_behind or not now:
+            self._say_unlogged(self.left_behind)
+            return
+        say(
+            f"MLflow fell {len(self.left_behind)} run(s) behind the sweep; logging them now "
+            f"(Ctrl-C leaves the rest for `gansweep sync {self.dir.root}`)"
+        )
+        total, t0 = len(self.left_behind), time.monotonic()
+        shown = [t0]
+
+        def progress(logged: int) -> None:
+            if time.monotonic() - shown[0] >= _PROGRESS_EVERY_S and show_progress():
+                shown[0] = time.monotonic()
+                left = eta_seconds(logged, total - logged, shown[0] - t0) or 0.0
+                say(f"MLflow: {logged}/{total} run(s) logged | ~{_minutes(left)} left")
+
+        try:
+            with sigterm_interrupts():
+                sync_outcomes(self.dir.root, self.tracker, set(self.left_behind), progress)
+        except KeyboardInterrupt:
+            say("stopped logging to MLflow")
+        done = self.tables.read("trials", ["mlflow_run_id"]).to_pylist()
+        logged = {r["trial_id"] for r in done if r.get("mlflow_run_id")}
+        self.left_behind = [t for t in self.left_behind if t not in logged]
+        self._say_unlogged(self.left_behind)
+
+    def _say_unlogged(self, missing: list[str]) -> None:
         if missing:
             shown = ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else "")
             say(
@@ -490,14 +548,34 @@ def _checkpoint_history(ckpt: Path | None, tid: str) -> list[dict[str, float]]:
         return []
 
 
-def sync_outcomes(root: Path, tracker: Tracker) -> tuple[int, int]:
-    """Log every trial of the tables that MLflow lacks; (newly logged, already there).
+def sync_outcomes(
+    root: Path,
+    tracker: Tracker,
+    only: set[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, int]:
+    """Log every trial of the tables (or those in `only`) that MLflow lacks; (newly logged,
+    already there). `progress(newly logged)` is called after each trial.
 
-    Epoch rows are read for `_SYNC_CHUNK` trials at a time, so memory stays bounded.
+    Epoch rows are read for `_SYNC_CHUNK` trials at a time, so memory stays bounded; the run
+    ids found or made reach the tables even when an interrupt ends the loop.
     """
     sweep_dir = SweepDir(root)
     tables = SweepTables(sweep_dir)
-    rows = list(tables.trials.items())
+    rows = [(t, r) for t, r in tables.trials.items() if only is None or t in only]
+    try:
+        return _sync_rows(sweep_dir, tables, rows, tracker, progress)
+    finally:
+        tables.flush()
+
+
+def _sync_rows(
+    sweep_dir: SweepDir,
+    tables: SweepTables,
+    rows: list[tuple[str, dict[str, Any]]],
+    tracker: Tracker,
+    progress: Callable[[int], None] | None,
+) -> tuple[int, int]:
     new = old = 0
     for i in range(0, len(rows), _SYNC_CHUNK):
         chunk = rows[i : i + _SYNC_CHUNK]
@@ -521,11 +599,12 @@ def sync_outcomes(root: Path, tracker: Tracker) -> tuple[int, int]:
                 ):
                     break
                 new += 1
+                if progress is not None:
+                    progress(new)
             tables.set_run_id(tid, sink.run_id, tracker.uri)
             tracker.sinks.discard(sink)
         if tracker.down_reason:
             break
-    tables.flush()
     return new, old
 
 

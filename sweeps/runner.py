@@ -511,6 +511,9 @@ def _parallel_slots(spec: SweepSpec) -> int:
 
 
 def _fit(tuner: Any, sweep_dir: SweepDir) -> int:
+    callback = _sweep_callback(tuner)
+    if callback is not None:  # runs MLflow falls behind on are logged after Ray stops
+        callback.log_left_behind_later = True
     with _sigterm_stops_tune() as terminated:
         tuner.fit()
     meta = sweep_dir.read_meta()
@@ -534,16 +537,28 @@ def _fit(tuner: Any, sweep_dir: SweepDir) -> int:
     return 0
 
 
-def _write_error(tuner: Any) -> OSError | None:
-    """The write error the sweep's callback met in this driver (None with Ray Client)."""
+def _sweep_callback(tuner: Any) -> Any:
+    """The sweep's callback as it ran in this driver (None with Ray Client, which runs the
+    callbacks remotely)."""
     from .callback import SweepCallback
 
-    local = getattr(tuner, "_local_tuner", None)  # Ray Client runs the callbacks remotely
+    local = getattr(tuner, "_local_tuner", None)
     callbacks = local.get_run_config().callbacks if local is not None else None
-    for callback in callbacks or []:
-        if isinstance(callback, SweepCallback) and callback.write_error is not None:
-            return callback.write_error
-    return None
+    return next((c for c in callbacks or [] if isinstance(c, SweepCallback)), None)
+
+
+def _write_error(tuner: Any) -> OSError | None:
+    """The write error the sweep's callback met in this driver."""
+    callback = _sweep_callback(tuner)
+    return callback.write_error if callback is not None else None
+
+
+def _log_left_behind(tuner: Any, code: int) -> None:
+    """Runs MLflow fell behind on, logged once Ray (and the trials' processes) has stopped;
+    a sweep that did not complete (interrupted, a write error) leaves them for `sync`."""
+    callback = _sweep_callback(tuner)
+    if callback is not None:
+        callback.log_left_behind(now=code == 0)
 
 
 @contextlib.contextmanager
@@ -647,6 +662,7 @@ def run_sweep(
             run_config=_run_config(plan.spec, sweep_dir, name),
         )
         code = _fit(tuner, sweep_dir)
+    _log_left_behind(tuner, code)
     return _finish(sweep_dir, code, triage)
 
 
@@ -696,6 +712,7 @@ def search_sweep(
             run_config=run_config,
         )
         code = _fit(tuner, sweep_dir)
+    _log_left_behind(tuner, code)
     for line in summary_lines(storage, study, spec):
         say(line)
     return _finish(sweep_dir, code, triage)
@@ -727,6 +744,7 @@ def resume_sweep(
         say(f"resuming {meta['name']} from {path}")
         tuner = tune.Tuner.restore(path, trainable=_trainable(spec), resume_errored=True)
         code = _fit(tuner, sweep_dir)
+    _log_left_behind(tuner, code)
     return _finish(sweep_dir, code, triage)
 
 

@@ -12,7 +12,9 @@ artifacts and the closing of a run are posted to one writer thread, in order, wi
 waiting: a slow tracking server slows logging, not the sweep. Only finding or creating a
 trial's run waits for an answer, on a second thread that nothing queues behind. The writer's
 backlog is bounded (`MAX_BACKLOG` metric values): past it, a finished trial's run is left
-for `gansweep sync` (its row says so), so a server that cannot keep up costs no memory.
+out of the queue (its row says so) and logged from the tables once the sweep's trials are
+done (`Recorder.log_left_behind`, or `gansweep sync`), so a server that cannot keep up costs
+no memory.
 """
 
 from __future__ import annotations
@@ -34,16 +36,6 @@ DEFAULT_URI_HELP = (
     "MLflow tracking URI. Default: --tracking-uri, else the sweep file's tracking.uri, else "
     "$MLFLOW_TRACKING_URI, else MLflow 3's own default, a SQLite file ./mlflow.db in the "
     "current directory (sqlite:///<cwd>/mlflow.db). Browse it with `mlflow ui` from there."
-)
-
-# vocab.json: a sequence run's vocabulary, which decodes its model's token ids
-ARTIFACT_FILES = (
-    "samples.png",
-    "dynamics.png",
-    "grad_norms.png",
-    "config.json",
-    "checkpoint.pt",
-    "vocab.json",
 )
 
 T = TypeVar("T")
@@ -553,10 +545,10 @@ class MlflowSink:
         run_tags = [RunTag(k, v) for k, v in tags.items()]
         t._run(lambda c: c.log_batch(self.run_id, tags=run_tags), False)
         if artifacts is not None and artifacts.is_dir():
-            for name in ARTIFACT_FILES:
-                if (artifacts / name).is_file():
-                    path = str(artifacts / name)
-                    t._run(lambda c, p=path: c.log_artifact(self.run_id, p), False)
+            # Every file of the trial's directory: its figures (a family's own among them, e.g.
+            # translations.png, samples.txt), config, checkpoint and a sequence run's vocab.json.
+            for path in sorted(str(f) for f in artifacts.iterdir() if f.is_file()):
+                t._run(lambda c, p=path: c.log_artifact(self.run_id, p), False)
         if tags.get("gansweep.verdict") in t.model_verdicts and state is not None:
             self._log_model(state, artifacts)
         t._run(lambda c: c.set_terminated(self.run_id, status=status), False)

@@ -122,6 +122,26 @@ def test_grid_sweep_with_raising_trials(ray_local, tmp_path, capsys):
     assert "4/4 finished (2 error)" in out
 
 
+def test_runs_mlflow_fell_behind_on_are_logged_before_the_command_returns(
+    ray_local, tmp_path, monkeypatch, capsys
+):
+    """With MLflow behind (every trial past the writer's backlog bound), the sweep does not
+    wait for it; once Tune has finished, the driver logs the left-behind runs itself."""
+    from sweeps import tracking
+
+    monkeypatch.setattr(tracking, "MAX_BACKLOG", -1)
+    path = write_sweep(tmp_path, name="behind", grid={"seed": [0, 1]})
+    assert main(["run", str(path), "--no-triage"]) == 0
+    out = capsys.readouterr().out
+    assert "MLflow fell 2 run(s) behind the sweep; logging them now" in out
+    assert "not logged" not in out
+    root = tmp_path / "runs" / "behind"
+    trials = pd.read_parquet(root / "trials.parquet")
+    assert trials.mlflow_run_id.notna().all()
+    uri = json.loads((root / "sweep.json").read_text())["tracking_uri"]
+    _assert_each_trial_once(uri, "behind", ["t0000", "t0001"], {"t0000": 3, "t0001": 3})
+
+
 def test_real_mlflow_server_gets_every_trial_once(ray_local, mlflow_server, tmp_path):
     path = write_sweep(tmp_path, name="served", grid={"seed": [0, 1, 2]}, tracking=None)
     assert main(["run", str(path), "--tracking-uri", mlflow_server, "--no-triage"]) == 0

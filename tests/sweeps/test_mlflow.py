@@ -131,6 +131,15 @@ MODEL_IO = {
 }
 
 
+# Each family's own files in a trial's directory (its sample figure and the like).
+FAMILY_FILES = {
+    "gan": ["samples.png"],
+    "cyclegan": ["translations.png"],
+    "sequence": ["samples.txt", "vocab.json", "samples.png"],
+    "progressive": ["samples.png"],
+}
+
+
 def _trial(tmp_path, family, member):
     """A pack of two trained by gan_core, saved as a sweep trial saves member `member`."""
     base = {**FAMILY_RUNS[family], "eval": {"every": 0, "n_samples": 100}}
@@ -191,8 +200,12 @@ def test_every_family_logs_a_model_that_computes_what_the_trainer_does(
     else:  # one member's convolutions vs the pack's grouped ones: float rounding (measured
         # at most 3e-7 for gan and cyclegan, 1.7e-6 for progressive's pixel norms)
         np.testing.assert_allclose(out, expected, rtol=0, atol=5e-6)
-    if family == "sequence":  # what decodes the ids travels with the run
-        assert "vocab.json" in {a.path for a in mlflow.MlflowClient().list_artifacts(sink.run_id)}
+    # Every file of the trial's directory travels with the run: the family's own figures
+    # (CycleGAN's translations, a sequence run's decoded samples and the vocabulary that
+    # decodes its model's ids) next to the shared ones, the config and the checkpoint.
+    logged = {a.path for a in mlflow.MlflowClient().list_artifacts(sink.run_id)}
+    assert {f.name for f in directory.iterdir() if f.is_file()} <= logged
+    assert {"config.json", "checkpoint.pt", "dynamics.png", *FAMILY_FILES[family]} <= logged
     # The model holds this member's weights only, not the pack's.
     pack = sum(p.numel() for p in trainer.G.parameters())
     weights = sum(p.numel() for p in model.get_raw_model().parameters())

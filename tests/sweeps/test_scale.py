@@ -235,6 +235,102 @@ def test_driver_keeps_no_records_of_finished_trials_and_never_waits_for_mlflow(t
         assert sorted(steps) == [1, 2, 3]
 
 
+def _finish_trials_behind_mlflow(tmp_path, monkeypatch, n: int):
+    """A recorder whose n finished trials were all left behind by an MLflow that could not
+    keep up (the writer's backlog bound at -1: every trial is past it)."""
+    from sweeps import tracking
+    from sweeps.recorder import Recorder
+    from sweeps.runner import _create_dir, plan_run
+
+    from .conftest import write_sweep
+
+    monkeypatch.setattr(tracking, "MAX_BACKLOG", -1)
+    plan = plan_run(write_sweep(tmp_path, grid={"seed": list(range(n))}), nodes=[{"CPU": 2}])
+    recorder = Recorder(_create_dir(plan).root)
+    recorder.connect()
+    for i in range(n):
+        tid = f"t{i:04d}"
+        config = {"trial": {"members": [{"trial_id": tid, "point": {"seed": i}}]}}
+        recorder.trial_started(config, f"ray-{i}")
+        for e in range(1, 4):
+            record = {"epoch": e, "loss/d": 0.5, "quality/modes": 8.0}
+            recorder.trial_result(config, {"records": {tid: record}}, f"ray-{i}")
+        recorder.trial_finished(config, {}, _checkpoint(tmp_path, tid, 3), f"ray-{i}")
+    recorder.finish(complete=True, log_left_behind_later=True)
+    return recorder
+
+
+def _runs_per_trial(recorder) -> dict[str, list]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(recorder.tracker.uri)
+    runs = client.search_runs([recorder.tracker.experiment_id], "tags.gansweep.trial_id != ''")
+    out: dict[str, list] = {}
+    for run in runs:
+        out.setdefault(run.data.tags["gansweep.trial_id"], []).append(run)
+    return out
+
+
+def test_runs_mlflow_fell_behind_on_are_logged_after_the_sweep(tmp_path, monkeypatch, capsys):
+    """Trials left behind by a slow MLflow are not left for the user: once the sweep's
+    processes are gone, the driver logs them, each once and complete."""
+    recorder = _finish_trials_behind_mlflow(tmp_path, monkeypatch, 3)
+    assert recorder.left_behind == ["t0000", "t0001", "t0002"]
+    assert "not logged" not in capsys.readouterr().out  # not yet told to sync: logged next
+    recorder.log_left_behind()
+    out = capsys.readouterr().out
+    assert "MLflow fell 3 run(s) behind the sweep; logging them now" in out
+    assert "not logged" not in out and recorder.left_behind == []
+    trials = pd.read_parquet(recorder.dir.trials_parquet)
+    assert trials.mlflow_run_id.notna().all()
+    runs = _runs_per_trial(recorder)
+    assert sorted(runs) == ["t0000", "t0001", "t0002"]
+    for (run,) in runs.values():
+        assert run.info.status == "FINISHED" and run.info.run_id in set(trials.mlflow_run_id)
+        assert run.data.tags["gansweep.verdict"] == "stable"
+        steps = [m.step for m in recorder.tracker._client.get_metric_history(run.info.run_id,
+                                                                             "loss/d")]
+        assert sorted(steps) == [1, 2, 3]
+
+
+def test_sigterm_while_logging_left_behind_runs_leaves_the_rest_for_sync(
+    tmp_path, monkeypatch, capsys
+):
+    """A scheduler's SIGTERM during that logging stops it at once; what was logged keeps its
+    run id, the rest is named with the `gansweep sync` line, and sync logs each trial once."""
+    import os
+    import signal
+
+    from sweeps.recorder import sync_outcomes
+    from sweeps.tracking import MlflowSink
+
+    recorder = _finish_trials_behind_mlflow(tmp_path, monkeypatch, 4)
+    finish = MlflowSink.finish
+
+    def finish_then_sigterm(sink, *args, **kwargs):
+        done = finish(sink, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # the scheduler stops the job after one run
+        return done
+
+    monkeypatch.setattr(MlflowSink, "finish", finish_then_sigterm)
+    before = signal.getsignal(signal.SIGTERM)
+    recorder.log_left_behind()
+    assert signal.getsignal(signal.SIGTERM) is before  # the process's own handler is back
+    out = capsys.readouterr().out
+    assert "stopped logging to MLflow" in out
+    left = recorder.left_behind
+    assert 3 <= len(left) <= 4, out  # the run whose id had not reached the table yet, too
+    assert f"{len(left)} trial(s) not logged to MLflow" in out
+    assert f"gansweep sync {recorder.dir.root}" in out
+    monkeypatch.setattr(MlflowSink, "finish", finish)
+    new, old = sync_outcomes(recorder.dir.root, recorder.tracker)
+    assert new + old == 4 and new == 3  # the interrupted run is found, not made again
+    assert {t: len(r) for t, r in _runs_per_trial(recorder).items()} == dict.fromkeys(
+        ["t0000", "t0001", "t0002", "t0003"], 1
+    )
+    assert pd.read_parquet(recorder.dir.trials_parquet).mlflow_run_id.notna().all()
+
+
 def test_a_reader_during_the_sweep_never_meets_a_part_merged_away(tmp_path):
     """Parts merged between listing and reading them: the reader lists again."""
     import threading
