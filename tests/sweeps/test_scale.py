@@ -274,12 +274,16 @@ def _runs_per_trial(recorder) -> dict[str, list]:
 def test_runs_mlflow_fell_behind_on_are_logged_after_the_sweep(tmp_path, monkeypatch, capsys):
     """Trials left behind by a slow MLflow are not left for the user: once the sweep's
     processes are gone, the driver logs them, each once and complete."""
+    from sweeps import recorder as recorder_module
+
     recorder = _finish_trials_behind_mlflow(tmp_path, monkeypatch, 3)
     assert recorder.left_behind == ["t0000", "t0001", "t0002"]
     assert "not logged" not in capsys.readouterr().out  # not yet told to sync: logged next
+    monkeypatch.setattr(recorder_module, "_PROGRESS_EVERY_S", 0.0)  # a line per run
     recorder.log_left_behind()
     out = capsys.readouterr().out
     assert "MLflow fell 3 run(s) behind the sweep; logging them now" in out
+    assert "MLflow: 1/3 run(s) logged" in out and "MLflow: 3/3 run(s) logged" in out
     assert "not logged" not in out and recorder.left_behind == []
     trials = pd.read_parquet(recorder.dir.trials_parquet)
     assert trials.mlflow_run_id.notna().all()
