@@ -380,3 +380,39 @@ def test_fuzzed_tables_give_a_result_or_one_clear_error(tmp_path):
             if outcomes["ok"] % 10 == 1:
                 write_report(result, tmp_path / f"r{i}", max_panels=2)
     assert outcomes["ok"] >= 20 and outcomes["error"] >= 100, outcomes
+
+
+def test_reading_some_trials_skips_row_groups_and_keeps_exactly_their_rows(tmp_path, monkeypatch):
+    """`read_sweep_table(..., trial_ids=)` reads only row groups whose trial_id range can hold
+    a wanted id, and returns the same rows in the same order as filtering the whole file."""
+    import random
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from analysis.load import read_sweep_table
+
+    n = 40
+    ids = [f"t{i:04d}" for i in range(n) for _ in range(5)]  # 5 epochs each, in trial order
+    table = pa.table({"trial_id": ids, "epoch": [e for _ in range(n) for e in range(1, 6)],
+                      "loss/d": [float(i) for i in range(len(ids))]})  # fmt: skip
+    (tmp_path / "sweep.json").write_text("{}")
+    path = tmp_path / "epochs.parquet"
+    pq.write_table(table, path, row_group_size=25)  # 8 row groups of 5 trials
+    read = []
+    original = pq.ParquetFile.read_row_groups
+
+    def recorded(self, groups, **kwargs):
+        read.append(list(groups))
+        return original(self, groups, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", recorded)
+    rng = random.Random(0)
+    cases = [[], ["t0007"], ["t0007", "t0031"], ["nope"], [f"t{i:04d}" for i in range(10, 15)]]
+    cases += [rng.sample(sorted(set(ids)), rng.randint(1, 12)) for _ in range(20)]
+    for wanted in cases:
+        got = read_sweep_table(tmp_path, "epochs", trial_ids=wanted)
+        keep = pc.is_in(table.column("trial_id"), pa.array(wanted, pa.string()))
+        assert got.to_pylist() == table.filter(keep).to_pylist(), wanted
+    assert read[:5] == [[], [1], [1, 6], [], [2]]  # groups of 5 trials: only those that hold them
