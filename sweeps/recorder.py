@@ -63,20 +63,23 @@ def say(message: str) -> None:
 
 
 @contextlib.contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, while in this block (main thread)."""
+def on_sigterm(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """`handler` answers SIGTERM while in this block, then the previous handler again.
+
+    Only the main thread can set signal handlers; elsewhere the block runs without it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM as Ctrl-C: a scheduler's stop ends what the block is doing at once."""
+    raise KeyboardInterrupt
 
 
 def now_iso() -> str:
@@ -450,7 +453,7 @@ class Recorder:
                 say(f"MLflow: {logged}/{total} run(s) logged | ~{_minutes(left)} left")
 
         try:
-            with sigterm_interrupts():
+            with on_sigterm(_interrupt):
                 sync_outcomes(self.dir.root, self.tracker, set(self.left_behind), progress)
         except KeyboardInterrupt:
             say("stopped logging to MLflow")

@@ -28,7 +28,7 @@ from typing import Any
 from .console import tune_verbose
 from .packing import resolve_pack_size
 from .rayauth import AUTH_DISABLED_WARNING, enable_token_auth
-from .recorder import Recorder, describe_os_error, now_iso, say, sync_outcomes
+from .recorder import Recorder, describe_os_error, now_iso, on_sigterm, say, sync_outcomes
 from .results import FIXED_COLUMNS, SweepTables, varied_paths
 from .spec import (
     SpecError,
@@ -569,9 +569,6 @@ def _sigterm_stops_tune() -> Iterator[list[int]]:
     Ray's SIGTERM handler exits the driver mid-step. A second SIGTERM stops at once.
     """
     received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
 
     def handler(signum: int, frame: Any) -> None:
         if received:
@@ -582,11 +579,8 @@ def _sigterm_stops_tune() -> Iterator[list[int]]:
         if callable(tune_stop):
             tune_stop(signal.SIGUSR1, frame)
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
+    with on_sigterm(handler):
         yield received
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _warm_tracking(plan: SweepPlan) -> threading.Thread:
