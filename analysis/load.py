@@ -311,24 +311,23 @@ def _read_source(
         return pq.read_table(path, columns=wanted).replace_schema_metadata(None)
     ids = pa.array([str(t) for t in trial_ids], pa.string())
     source = pq.ParquetFile(path)
+    column = names.index("trial_id")
     groups = [
         g
-        for g in range(source.num_row_groups)
-        if _may_hold(source.metadata.row_group(g), names.index("trial_id"), ids)
+        for g in range(source.num_row_groups if len(ids) else 0)
+        if _may_hold(source.metadata.row_group(g).column(column).statistics, ids)
     ]
     table = source.read_row_groups(groups, columns=wanted)
     table = table.filter(pc.is_in(table.column("trial_id"), ids))
     return table.replace_schema_metadata(None)
 
 
-def _may_hold(group: pq.RowGroupMetaData, column: int, ids: pa.Array) -> bool:
-    """Whether a row group's trial_id range can hold any of `ids` (no statistics: it can).
+def _may_hold(stats: pq.Statistics | None, ids: pa.Array) -> bool:
+    """Whether a row group whose trial_id column has `stats` can hold any of `ids` (no
+    statistics: it can).
 
     Compacted tables are written in completion order, so a chunk of consecutive trials
     reads a few row groups instead of the whole file."""
-    stats = group.column(column).statistics
-    if len(ids) == 0:
-        return False
     if stats is None or not stats.has_min_max:
         return True
     inside = pc.and_(pc.greater_equal(ids, stats.min), pc.less_equal(ids, stats.max))

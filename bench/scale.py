@@ -445,7 +445,7 @@ def _result(
         "command_wall_s": round(total, 1),
         "driver_rss_mb_at_10pct": round(meter.marks[len(meter.marks) // 10][3] / 1024, 1),
         "driver_rss_mb_at_end": round(meter.marks[-1][3] / 1024, 1),
-        "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "driver_peak_rss_mb": round(_peak_rss_kb() / 1024, 1),
         # The peak by the end of the fit, of the callback's end (MLflow's backlog drained,
         # tables compacted, parent run closed) and of the triage: which phase sets it.
         **{f"driver_peak_rss_mb_by_{k}": round(v / 1024, 1) for k, v in meter.peaks.items()},
@@ -502,7 +502,7 @@ def tables_only(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "table_flatness": round(last / first, 3),
         "rewrite_both_tables_s": round(rewrite, 2),
         "epochs_parquet_mb": round(sweep_dir.epochs_parquet.stat().st_size / 2**20, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(_peak_rss_kb() / 1024, 1),
         "load_average": os.getloadavg(),
         "date": datetime.now(timezone.utc).isoformat(timespec="minutes"),
     }
